@@ -1,0 +1,20 @@
+# The runner as a container: a slim Python, a non-root user, `runner serve`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    RUNNER_HOST=0.0.0.0 \
+    RUNNER_PORT=8000 \
+    RUNNER_CONFIG_DIR=/app/config
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY runner ./runner
+RUN pip install . && useradd --create-home --uid 10001 runner
+COPY config ./config
+
+USER runner
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s CMD ["runner", "health"]
+CMD ["runner", "serve"]

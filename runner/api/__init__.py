@@ -1,0 +1,77 @@
+"""The HTTP API: one FastAPI app serving the OpenAI-compatible and management routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..errors import RunnerError
+from ..loader import load_config_dir
+from ..registry import Registry
+from ..settings import Settings
+from . import demo, management, openai_compat
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; integrations in ``settings.config_dir`` are registered at start."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = Registry(upstream_timeout=settings.upstream_timeout)
+        app.state.registry = registry
+        app.state.config_errors = await load_config_dir(settings.config_dir, registry, settings)
+        log.info("serving %d integrations from %s", len(registry), settings.config_dir)
+        try:
+            yield
+        finally:
+            await registry.aclose()
+
+    app = FastAPI(title="runner", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(openai_compat.router)
+    app.include_router(management.router)
+    app.include_router(demo.router)
+    app.add_exception_handler(RunnerError, _runner_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.get("/health", tags=["ops"])
+    async def health(request: Request) -> dict[str, object]:
+        registry: Registry = request.app.state.registry
+        return {
+            "status": "ok",
+            "integrations": len(registry),
+            "models": len(registry.deployments()),
+            "config_errors": [
+                {"file": str(f.path), "problems": [str(p) for p in f.problems]}
+                for f in request.app.state.config_errors
+            ],
+        }
+
+    return app
+
+
+async def _runner_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RunnerError)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    error = RunnerError(str(exc.detail), exc.status_code, "invalid_request_error")
+    return JSONResponse(error.to_body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    error = RunnerError("internal error in the runner; see its log", 500, "server_error")
+    return JSONResponse(error.to_body(), status_code=500)

@@ -1,0 +1,85 @@
+"""A built-in echo model, so a fresh clone answers a chat request with no network.
+
+It speaks the OpenAI chat-completions wire format under ``/demo/v1`` and is
+reached like any other upstream: ``config/demo.json`` points an integration at it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+router = APIRouter(prefix="/demo/v1", tags=["demo"], include_in_schema=False)
+
+
+@router.post("/chat/completions")
+async def echo(request: Request) -> Response:
+    body = await request.json()
+    text = f"echo: {_last_user_text(body.get('messages') or [])}"
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and max_tokens > 0:
+        text = " ".join(text.split(" ")[:max_tokens])
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "created": int(time.time()),
+        "model": body.get("model", "echo"),
+    }
+    if body.get("stream"):
+        return StreamingResponse(_chunks(base, text), media_type="text/event-stream")
+    words = len(text.split())
+    return Response(
+        json.dumps(
+            {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": words,
+                    "completion_tokens": words,
+                    "total_tokens": 2 * words,
+                },
+            }
+        ),
+        media_type="application/json",
+    )
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content)
+    return ""
+
+
+async def _chunks(base: dict[str, Any], text: str) -> AsyncIterator[str]:
+    for index, word in enumerate(text.split(" ")):
+        delta = {"content": word if index == 0 else f" {word}"}
+        if index == 0:
+            delta["role"] = "assistant"
+        yield _event(base, delta, None)
+    yield _event(base, {}, "stop")
+    yield "data: [DONE]\n\n"
+
+
+def _event(base: dict[str, Any], delta: dict[str, Any], finish: str | None) -> str:
+    chunk = {
+        **base,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n"

@@ -1,0 +1,131 @@
+"""Management routes: create, read, update, delete and test integrations.
+
+Guarded by :func:`require_admin`: with ``RUNNER_ADMIN_KEY`` set every call must
+bear it; without one, only clients on this machine may manage integrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from ..completions import complete, prepare
+from ..errors import RunnerError
+from ..registry import Registered, Registry
+from ..schema import parse_integration_json, redacted
+from ..settings import Settings
+from ..upstream import Deployment
+
+
+def require_admin(request: Request) -> None:
+    """Refuse management calls that lack the admin key (or, with no key set, come off-box)."""
+    settings: Settings = request.app.state.settings
+    if settings.admin_key is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        expected = settings.admin_key.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise RunnerError(
+                "The management API needs 'Authorization: Bearer <RUNNER_ADMIN_KEY>'.",
+                401,
+                "authentication_error",
+                "invalid_admin_key",
+            )
+    elif not _is_loopback(request.client.host if request.client else None):
+        raise RunnerError(
+            "The management API answers only clients on this machine while RUNNER_ADMIN_KEY is "
+            "unset; set RUNNER_ADMIN_KEY on the server and send it as a bearer token.",
+            403,
+            "permission_error",
+            "admin_key_required",
+        )
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+router = APIRouter(
+    prefix="/integrations", tags=["integrations"], dependencies=[Depends(require_admin)]
+)
+
+
+def _registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+def _describe(registered: Registered) -> dict[str, Any]:
+    return {
+        "name": registered.name,
+        "models": [d.alias for d in registered.deployments],
+        "default_model": registered.default.alias,
+        "integration": redacted(registered.spec),
+    }
+
+
+@router.get("")
+async def list_integrations(request: Request) -> dict[str, Any]:
+    return {"data": [_describe(r) for r in _registry(request).integrations()]}
+
+
+@router.get("/{name}")
+async def get_integration(name: str, request: Request) -> dict[str, Any]:
+    return _describe(_existing(_registry(request), name))
+
+
+@router.post("/{name}")
+@router.put("/{name}")
+async def put_integration(name: str, request: Request) -> JSONResponse:
+    spec = parse_integration_json(await request.body())
+    registry = _registry(request)
+    created = await registry.put(name, spec)
+    registered = _existing(registry, name)
+    return JSONResponse(_describe(registered), status_code=201 if created else 200)
+
+
+@router.delete("/{name}")
+async def delete_integration(name: str, request: Request) -> Response:
+    await _registry(request).remove(name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/test")
+async def test_integration(name: str, request: Request) -> dict[str, Any]:
+    """Send one tiny request to each model and report how each one answered."""
+    registered = _existing(_registry(request), name)
+    results = await asyncio.gather(*(_probe(d) for d in registered.deployments))
+    return {"name": name, "ok": all(r["ok"] for r in results), "results": results}
+
+
+async def _probe(deployment: Deployment) -> dict[str, Any]:
+    body = {"messages": [{"role": "user", "content": "Reply with the word OK."}], "max_tokens": 5}
+    started = time.perf_counter()
+    try:
+        await complete(prepare(deployment, body))
+        error = None
+    except RunnerError as exc:
+        error = {"status": exc.status_code, "message": exc.message}
+    return {
+        "alias": deployment.alias,
+        "model": deployment.upstream_model,
+        "ok": error is None,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        "error": error,
+    }
+
+
+def _existing(registry: Registry, name: str) -> Registered:
+    registered = registry.get(name)
+    if registered is None:
+        raise RunnerError(f"No integration named {name!r}.", 404, code="integration_not_found")
+    return registered

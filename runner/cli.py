@@ -1,0 +1,113 @@
+"""The ``runner`` command: serve the API, validate integration files, list models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import IntegrationInvalid
+from .settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runner", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the OpenAI-compatible and management API")
+    serve.add_argument("--host", help="interface to listen on (default: RUNNER_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: RUNNER_PORT or 8000)")
+    serve.add_argument("--config-dir", type=Path, help="integration folder (RUNNER_CONFIG_DIR)")
+
+    validate = commands.add_parser("validate", help="check integration files; exit 1 on problems")
+    validate.add_argument("files", nargs="+", type=Path)
+
+    models = commands.add_parser("models", help="list the models the config folder defines")
+    models.add_argument("--config-dir", type=Path, help="integration folder (RUNNER_CONFIG_DIR)")
+
+    health = commands.add_parser("health", help="exit 0 if the local server answers /health")
+    health.add_argument("--port", type=int, help="port (default: RUNNER_PORT or 8000)")
+
+    args = parser.parse_args(argv)
+    overrides = {k: v for k in ("host", "port", "config_dir") if (v := getattr(args, k, None))}
+    settings = Settings(**overrides)
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "validate":
+        return _validate(args.files, settings)
+    if args.command == "health":
+        return _health(settings)
+    return _models(settings)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from .api import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def _health(settings: Settings) -> int:
+    """For container health checks: is the server on this machine answering?"""
+    import httpx
+
+    try:
+        response = httpx.get(f"http://127.0.0.1:{settings.port}/health", timeout=4)
+    except httpx.HTTPError as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+    print(response.text)
+    return 0 if response.status_code == 200 else 1
+
+
+def _validate(files: list[Path], settings: Settings) -> int:
+    from .loader import file_variables, read_integration
+
+    variables = file_variables(settings)
+    failed = 0
+    for path in files:
+        try:
+            integration = read_integration(path, variables)
+        except IntegrationInvalid as exc:
+            failed += 1
+            print(f"{path}: invalid")
+            for problem in exc.problems:
+                print(f"  - {problem}")
+            continue
+        aliases = ", ".join(m.caller_alias for m in integration.model_properties)
+        print(f"{path}: ok ({aliases})")
+    return 1 if failed else 0
+
+
+def _models(settings: Settings) -> int:
+    from .loader import file_variables, read_integration
+
+    variables = file_variables(settings)
+    status = 0
+    for path in sorted(settings.config_dir.glob("*.json")):
+        try:
+            integration = read_integration(path, variables)
+        except IntegrationInvalid as exc:
+            print(
+                f"{path.stem}: not loadable ({len(exc.problems)} problems; run runner validate)",
+                file=sys.stderr,
+            )
+            status = 1
+            continue
+        for model in integration.model_properties:
+            params = ",".join(model.parameters)
+            print(f"{model.caller_alias}\t{path.stem}\t{model.name}\t{params}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

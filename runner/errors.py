@@ -1,0 +1,62 @@
+"""Errors the runner raises on purpose, each carrying what the caller needs to fix it.
+
+Every refusal ends up in the OpenAI error envelope ``{"error": {...}}``; these
+types hold the pieces (status, type, code, message and, for bad integrations,
+one entry per offending field) so the HTTP layer only has to serialize them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an integration: where (``field``) and how to fix it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+@dataclass
+class RunnerError(Exception):
+    """A refusal with an HTTP status and an OpenAI-style error type."""
+
+    message: str
+    status_code: int = 400
+    type: str = "invalid_request_error"
+    code: str | None = None
+    param: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def to_body(self) -> dict[str, object]:
+        error: dict[str, object] = {
+            "message": self.message,
+            "type": self.type,
+            "code": self.code,
+            "param": self.param,
+        }
+        if self.problems:
+            error["problems"] = [{"field": p.field, "message": p.message} for p in self.problems]
+        return {"error": error}
+
+
+class IntegrationInvalid(RunnerError):
+    """The integration JSON cannot be accepted; nothing was stored or registered."""
+
+    def __init__(self, problems: list[Problem], status_code: int = 422) -> None:
+        summary = "; ".join(str(p) for p in problems)
+        super().__init__(
+            message=f"invalid integration: {summary}",
+            status_code=status_code,
+            type="invalid_integration",
+            code="alias_conflict" if status_code == 409 else "invalid_integration",
+            param=problems[0].field if problems else None,
+            problems=list(problems),
+        )

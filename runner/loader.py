@@ -1,0 +1,107 @@
+"""Reading integration files: the config folder at start, and files for ``runner validate``.
+
+Files may reference environment variables as ``${NAME}`` or ``${NAME:-default}``
+in any string, so secrets can stay out of the files themselves. Only files get
+this: a body POSTed over HTTP is taken literally, so no caller can read the
+server's environment through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import IntegrationInvalid, Problem
+from .registry import Registry
+from .schema import Integration, parse_integration, parse_integration_json
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A config file that could not be loaded, with the problems that stopped it."""
+
+    path: Path
+    problems: list[Problem]
+
+
+def file_variables(settings: Settings) -> dict[str, str]:
+    """The environment, plus the runner's effective host and port (which CLI flags may set)."""
+    return {**os.environ, "RUNNER_HOST": settings.host, "RUNNER_PORT": str(settings.port)}
+
+
+def read_integration(path: Path, variables: Mapping[str, str]) -> Integration:
+    """Parse one integration file; IntegrationInvalid lists what is wrong with it."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise IntegrationInvalid([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return parse_integration_json(text)  # raises with the position of the error
+    problems: list[Problem] = []
+    data = _expand(data, variables, "", problems)
+    if problems:
+        raise IntegrationInvalid(problems)
+    return parse_integration(data)
+
+
+def _expand(value: object, variables: Mapping[str, str], where: str, problems: list[Problem]):
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in variables:
+                return variables[name]
+            if default is not None:
+                return default
+            problems.append(
+                Problem(
+                    where,
+                    f"environment variable {name} is not set; set it or write ${{{name}:-default}}",
+                )
+            )
+            return match.group(0)
+
+        return _VARIABLE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {
+            k: _expand(v, variables, f"{where}.{k}" if where else k, problems)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_expand(v, variables, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+async def load_config_dir(
+    directory: Path, registry: Registry, settings: Settings
+) -> list[FileProblem]:
+    """Register every ``*.json`` in ``directory`` under its file stem.
+
+    A bad file is reported and skipped so one typo does not take every other
+    integration down with it; ``runner validate`` catches such files before deploy.
+    """
+    if not directory.is_dir():
+        log.warning("config folder %s does not exist; starting with no integrations", directory)
+        return []
+    variables = file_variables(settings)
+    failures = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            await registry.put(path.stem, read_integration(path, variables))
+        except IntegrationInvalid as exc:
+            failures.append(FileProblem(path, exc.problems))
+            for problem in exc.problems:
+                log.error("%s not loaded: %s", path, problem)
+    return failures

@@ -1,0 +1,172 @@
+"""The live set of integrations and the alias table callers are routed by.
+
+Writes are serialized and all-or-nothing: a new version of an integration is
+validated, checked against every other integration's aliases and connected
+before it replaces the old one, and the routing table is swapped in one
+assignment. A refused write therefore leaves the previous version serving.
+Reads (the hot path) are a single dict lookup with no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .errors import IntegrationInvalid, Problem, RunnerError
+from .schema import INTEGRATION_NAME, Integration
+from .upstream import Deployment, UpstreamClient, deployments_for, open_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One integration as it is serving now."""
+
+    name: str
+    spec: Integration
+    client: UpstreamClient
+    deployments: tuple[Deployment, ...]
+
+    @property
+    def default(self) -> Deployment:
+        wanted = self.spec.default_model_properties.caller_alias
+        return next(d for d in self.deployments if d.alias == wanted)
+
+
+class Registry:
+    """Integrations by name, and deployments by the model id a caller sends."""
+
+    def __init__(self, upstream_timeout: float) -> None:
+        self._timeout = upstream_timeout
+        self._integrations: dict[str, Registered] = {}
+        self._routes: Mapping[str, Deployment] = MappingProxyType({})
+        self._write_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._integrations)
+
+    def get(self, name: str) -> Registered | None:
+        return self._integrations.get(name)
+
+    def integrations(self) -> list[Registered]:
+        return sorted(self._integrations.values(), key=lambda r: r.name)
+
+    def deployments(self) -> list[Deployment]:
+        """Every callable model, in integration then declaration order."""
+        return [d for r in self.integrations() for d in r.deployments]
+
+    def resolve(self, model: str) -> Deployment:
+        """The deployment for an alias, or an integration's default model."""
+        deployment = self._routes.get(model)
+        if deployment is not None:
+            return deployment
+        close = difflib.get_close_matches(model, list(self._routes), n=5, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise RunnerError(
+            message=f"The model {model!r} does not exist.{hint} GET /v1/models lists every alias.",
+            status_code=404,
+            code="model_not_found",
+            param="model",
+        )
+
+    async def put(self, name: str, spec: Integration) -> bool:
+        """Register or replace ``name``; True when it is new. Refusals change nothing."""
+        _check_name(name)
+        async with self._write_lock:
+            _check_conflicts(name, spec, self._integrations)
+            client = open_client(spec, self._timeout)
+            deployments = tuple(deployments_for(name, spec, client, self._timeout))
+            previous = self._integrations.get(name)
+            self._integrations[name] = Registered(name, spec, client, deployments)
+            self._rebuild_routes()
+        if previous is not None:
+            self._retire(previous)
+        log.info("registered integration %r (%d models)", name, len(deployments))
+        return previous is None
+
+    async def remove(self, name: str) -> None:
+        async with self._write_lock:
+            previous = self._integrations.pop(name, None)
+            if previous is None:
+                raise RunnerError(
+                    message=f"No integration named {name!r}.",
+                    status_code=404,
+                    code="integration_not_found",
+                )
+            self._rebuild_routes()
+        self._retire(previous)
+        log.info("removed integration %r", name)
+
+    async def aclose(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        for registered in self._integrations.values():
+            await registered.client.aclose()
+        self._integrations.clear()
+        self._rebuild_routes()
+
+    def _rebuild_routes(self) -> None:
+        routes: dict[str, Deployment] = {}
+        for registered in self._integrations.values():
+            routes[registered.name] = registered.default
+        for registered in self._integrations.values():
+            routes.update((d.alias, d) for d in registered.deployments)
+        self._routes = MappingProxyType(routes)
+
+    def _retire(self, old: Registered) -> None:
+        """Close a replaced client once requests already using it have had time to finish."""
+
+        async def close_later() -> None:
+            await asyncio.sleep(self._timeout + 1)
+            await old.client.aclose()
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+
+def _check_name(name: str) -> None:
+    if not INTEGRATION_NAME.match(name):
+        raise IntegrationInvalid(
+            [
+                Problem(
+                    "name",
+                    f"{name!r} is not a valid integration name: use 1-64 letters, digits, "
+                    "'.', '_' or '-', starting with a letter or digit",
+                )
+            ]
+        )
+
+
+def _check_conflicts(name: str, spec: Integration, existing: Mapping[str, Registered]) -> None:
+    """Model ids are global: an alias or integration name may be claimed only once."""
+    claimed: dict[str, str] = {}
+    for other in existing.values():
+        if other.name == name:
+            continue
+        claimed[other.name] = f"is the name of integration {other.name!r}"
+        for deployment in other.deployments:
+            claimed[deployment.alias] = f"is already an alias of integration {other.name!r}"
+    problems = []
+    if name in claimed:
+        problems.append(
+            Problem("name", f"{name!r} {claimed[name]}; pick an integration name no model uses")
+        )
+    for index, model in enumerate(spec.model_properties):
+        owner = claimed.get(model.caller_alias)
+        if owner is not None:
+            problems.append(
+                Problem(
+                    f"model_properties[{index}].alias",
+                    f"{model.caller_alias!r} {owner}; aliases are unique across integrations, "
+                    "so choose another alias (or change it there first)",
+                )
+            )
+    if problems:
+        raise IntegrationInvalid(problems, status_code=409)

@@ -1,0 +1,37 @@
+"""Process-wide settings, read from the environment (prefix ``RUNNER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set without touching code.
+
+    Defaults suit a developer machine: listen on loopback only, read ``./config``.
+    The container image overrides the host so the port is reachable.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RUNNER_", extra="ignore")
+
+    config_dir: Path = Field(
+        default=Path("config"),
+        description="Folder whose *.json files are loaded as integrations at start.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer key for the management API. Unset: management answers loopback clients only."
+        ),
+    )
+    upstream_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a single upstream call may take before the caller gets a 504.",
+    )
+    log_level: str = "info"

@@ -1,0 +1,122 @@
+"""Turning a validated integration into LiteLLM deployments, one per model.
+
+Everything a call needs that does not depend on the request is computed here,
+once, at registration: the LiteLLM model string, a pooled OpenAI client whose
+HTTP layer carries the integration's auth and fixed headers, the map from
+caller parameter names to the names sent upstream. The hot path then only
+filters the request and hands LiteLLM a ready set of keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI
+
+from .auth import ClientCredentialsTokens, auth_for
+from .schema import Integration, ModelProperties
+
+# Newer OpenAI clients send "max_completion_tokens" where older endpoints take
+# "max_tokens": a model that declares one accepts the other under its own name.
+_TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
+_SDK_PLACEHOLDER_KEY = "runner-sends-its-own-credentials"
+
+
+@dataclass
+class UpstreamClient:
+    """The pooled connection to one integration's provider, shared by its models."""
+
+    openai: AsyncOpenAI
+    http: httpx.AsyncClient
+    tokens: ClientCredentialsTokens | None = None
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        if self.tokens is not None:
+            await self.tokens.aclose()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One callable model: its alias, where it lives, and what it accepts."""
+
+    alias: str
+    integration: str
+    upstream_model: str
+    accepted_params: Mapping[str, str]
+    header_mapping: Mapping[str, str]
+    litellm_kwargs: Mapping[str, Any] = field(repr=False)
+
+
+def open_client(integration: Integration, timeout: float) -> UpstreamClient:
+    """A client for ``integration.endpoint`` that authenticates every request it sends."""
+    auth, tokens = auth_for(integration, timeout)
+    fixed_headers = dict(integration.headers)
+
+    async def apply_fixed_headers(request: httpx.Request) -> None:
+        # Request hooks run after the auth flow, so fixed headers override everything.
+        request.headers.update(fixed_headers)
+
+    http = httpx.AsyncClient(
+        auth=auth,
+        timeout=timeout,
+        event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+    )
+    openai = AsyncOpenAI(
+        api_key=_SDK_PLACEHOLDER_KEY,
+        base_url=integration.endpoint,
+        http_client=http,
+        max_retries=0,
+        timeout=timeout,
+    )
+    return UpstreamClient(openai=openai, http=http, tokens=tokens)
+
+
+def accepted_parameters(model: ModelProperties) -> dict[str, str]:
+    """Map each parameter a caller may send to the name it is forwarded under."""
+    accepted = {name: name for name in model.parameters}
+    for declared in _TOKEN_LIMITS:
+        if declared in accepted:
+            for other in _TOKEN_LIMITS:
+                accepted.setdefault(other, declared)
+    # Parameter lists written for many providers say "stop_sequences"; an
+    # OpenAI-compatible endpoint calls the same thing "stop".
+    if "stop" in accepted or "stop_sequences" in accepted:
+        accepted["stop"] = accepted["stop_sequences"] = "stop"
+    return accepted
+
+
+def deployments_for(
+    name: str, integration: Integration, client: UpstreamClient, timeout: float
+) -> list[Deployment]:
+    """One deployment per model of the integration, ready to hand to LiteLLM."""
+    deployments = []
+    for model in integration.model_properties:
+        accepted = accepted_parameters(model)
+        deployments.append(
+            Deployment(
+                alias=model.caller_alias,
+                integration=name,
+                upstream_model=model.name,
+                accepted_params=MappingProxyType(accepted),
+                header_mapping=MappingProxyType(dict(integration.custom_header_mapping)),
+                litellm_kwargs=MappingProxyType(
+                    {
+                        "model": f"openai/{model.name}",
+                        "api_base": integration.endpoint,
+                        "client": client.openai,
+                        # Our own filter already decided what may pass; tell LiteLLM
+                        # not to second-guess parameters it does not know for this name.
+                        "allowed_openai_params": sorted(set(accepted.values())),
+                        "timeout": timeout,
+                        "num_retries": 0,
+                    }
+                ),
+            )
+        )
+    return deployments

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from runner.api import create_app
+from runner.settings import Settings
+
+from .fakes import TokenServer, Upstream
+from .servers import serve
+
+
+@dataclass
+class Runner:
+    """A runner served on loopback, with helpers for the calls tests make most."""
+
+    url: str
+    http: httpx.Client
+
+    def put(self, name: str, integration: dict[str, Any]) -> httpx.Response:
+        return self.http.post(f"/integrations/{name}", json=integration)
+
+    def chat(self, model: str, content: str = "hi", **params: Any) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": content}], **params}
+        return self.http.post("/v1/chat/completions", json=body)
+
+
+@contextmanager
+def start_runner(config_dir: Path, **settings: Any) -> Iterator[Runner]:
+    app = create_app(Settings(**{"config_dir": config_dir, "upstream_timeout": 5, **settings}))
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        yield Runner(url, http)
+
+
+@pytest.fixture(scope="session")
+def _upstream() -> Iterator[Upstream]:
+    upstream = Upstream()
+    with serve(upstream.app()) as url:
+        upstream.url = f"{url}/v1"
+        yield upstream
+
+
+@pytest.fixture
+def upstream(_upstream: Upstream) -> Upstream:
+    _upstream.reset()
+    return _upstream
+
+
+@pytest.fixture(scope="session")
+def _token_server() -> Iterator[TokenServer]:
+    tokens = TokenServer()
+    with serve(tokens.app()) as url:
+        tokens.url = f"{url}/oauth2/token"
+        yield tokens
+
+
+@pytest.fixture
+def token_server(_token_server: TokenServer) -> TokenServer:
+    _token_server.reset()
+    return _token_server
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "config"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def runner(config_dir: Path) -> Iterator[Runner]:
+    with start_runner(config_dir) as running:
+        yield running
+
+
+def integration(upstream: Upstream, **overrides: Any) -> dict[str, Any]:
+    """A minimal valid integration pointing at the test upstream."""
+    base: dict[str, Any] = {
+        "authentication_type": "none",
+        "endpoint": upstream.url,
+        "model_properties": [{"name": "model-a", "alias": "Model A"}],
+    }
+    base.update(overrides)
+    return base

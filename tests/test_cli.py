@@ -1,0 +1,90 @@
+"""The console script as a user runs it: `runner serve` from a fresh clone, `runner models`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_from_repo() -> Iterator[str]:
+    """`runner serve` run exactly as the README says, from the repository root."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"runner serve did not come up:\n{process.stdout.read()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_fresh_clone_serves_the_demo_model_offline(served_from_repo: str):
+    client = openai.OpenAI(base_url=f"{served_from_repo}/v1", api_key="unused")
+    assert "Demo Echo" in [m.id for m in client.models.list()]
+    completion = client.chat.completions.create(
+        model="Demo Echo", messages=[{"role": "user", "content": "Hello runner"}]
+    )
+    assert completion.choices[0].message.content == "echo: Hello runner"
+    stream = client.chat.completions.create(
+        model="Demo Echo", messages=[{"role": "user", "content": "Hello runner"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == "echo: Hello runner"
+
+
+def test_every_shipped_config_file_loads(served_from_repo: str):
+    health = httpx.get(f"{served_from_repo}/health").json()
+    assert health["config_errors"] == []
+    assert health["integrations"] == len(list((REPO / "config").glob("*.json")))
+
+
+def test_models_command_lists_aliases_from_the_config_folder(tmp_path: Path):
+    (tmp_path / "acme.json").write_text(
+        '{"authentication_type": "none", "endpoint": "https://x.example/v1",'
+        ' "model_properties": [{"name": "m-1", "alias": "M One"}, {"name": "m-2"}]}'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "models", "--config-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [r[:3] for r in rows] == [["M One", "acme", "m-1"], ["m-2", "acme", "m-2"]]
+    assert rows[0][3] == "frequency_penalty,max_tokens,presence_penalty,stop,temperature,top_p"
