@@ -8,7 +8,6 @@ server's environment through it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from .errors import IntegrationInvalid, Problem
 from .registry import Registry
-from .schema import Integration, parse_integration, parse_integration_json
+from .schema import Integration, decode_json, parse_integration
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,12 +44,8 @@ def read_integration(path: Path, variables: Mapping[str, str]) -> Integration:
         text = path.read_bytes()
     except OSError as exc:
         raise IntegrationInvalid([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return parse_integration_json(text)  # raises with the position of the error
     problems: list[Problem] = []
-    data = _expand(data, variables, "", problems)
+    data = _expand(decode_json(text), variables, "", problems)
     if problems:
         raise IntegrationInvalid(problems)
     return parse_integration(data)

@@ -35,8 +35,6 @@ AUTHENTICATION_TYPES = ("api_key", "oauth2", "none")
 MAPPABLE_FIELDS = ("job_id", "user_id", "project_id", "run_id")
 INTEGRATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
-_SECRET_NAME = re.compile(r"auth|key|token|secret|passw|cookie|signature|credential", re.I)
-REDACTED = "**********"
 
 NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 HeaderName = Annotated[str, StringConstraints(pattern=_HEADER_NAME)]
@@ -222,9 +220,14 @@ def parse_integration(data: object) -> Integration:
 
 
 def parse_integration_json(text: str | bytes) -> Integration:
-    """Like :func:`parse_integration`, from JSON text, with the position of a syntax error."""
+    """Like :func:`parse_integration`, from JSON text."""
+    return parse_integration(decode_json(text))
+
+
+def decode_json(text: str | bytes) -> Any:
+    """Decode integration JSON; a syntax error is refused with its line and column."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         reason = (
             f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
@@ -234,7 +237,6 @@ def parse_integration_json(text: str | bytes) -> Integration:
         raise IntegrationInvalid(
             [Problem("", f"not valid JSON: {reason}; send one JSON object")], status_code=400
         ) from None
-    return parse_integration(data)
 
 
 def _cross_field_problems(integration: Integration) -> list[Problem]:
@@ -338,17 +340,3 @@ def _unknown_field_message(name: str, auth: object, top_level: bool) -> str:
     )
     close = difflib.get_close_matches(name, candidates, n=1)
     return "unknown property" + (f"; did you mean {close[0]!r}?" if close else "; remove it")
-
-
-def redacted(integration: Integration) -> dict[str, Any]:
-    """The integration as JSON with every secret masked, safe to return or log."""
-    body = integration.model_dump(mode="json", exclude_none=True)
-    body["headers"] = {
-        k: (REDACTED if _SECRET_NAME.search(k) else v) for k, v in integration.headers.items()
-    }
-    if integration.custom_llm_config is not None:
-        kwargs = body["custom_llm_config"]["init_kwargs"]
-        for key in kwargs:
-            if _SECRET_NAME.search(key):
-                kwargs[key] = REDACTED
-    return body

@@ -30,8 +30,8 @@ class Upstream:
     """An OpenAI-compatible chat endpoint.
 
     The upstream ``model`` name steers it: ``status-NNN`` answers with that status,
-    ``slow`` sleeps ``slow_seconds``. With ``accepted_tokens`` set, it answers 401
-    unless the request bears one of them.
+    ``slow`` sleeps ``slow_seconds``, ``broken-stream`` breaks off after one chunk.
+    With ``accepted_tokens`` set, it answers 401 unless the request bears one of them.
     """
 
     received: list[Received] = field(default_factory=list)
@@ -68,7 +68,8 @@ class Upstream:
             await asyncio.sleep(self.slow_seconds)
         text = f"reply from {model}"
         if body.get("stream"):
-            return StreamingResponse(_stream(model, text), media_type="text/event-stream")
+            chunks = _stream(model, text, break_after=1 if model == "broken-stream" else None)
+            return StreamingResponse(chunks, media_type="text/event-stream")
         return JSONResponse(
             {
                 "id": "chatcmpl-test",
@@ -87,8 +88,10 @@ class Upstream:
         )
 
 
-async def _stream(model: str, text: str):
+async def _stream(model: str, text: str, break_after: int | None = None):
     for index, word in enumerate(text.split(" ")):
+        if index == break_after:
+            raise RuntimeError("upstream dropped the connection mid-stream")
         chunk = {
             "id": "chatcmpl-test",
             "object": "chat.completion.chunk",

@@ -206,6 +206,35 @@ def test_streaming_is_sse_ending_with_done(runner: Runner, upstream: Upstream):
     assert upstream.last.body["stream"] is True
 
 
+def test_stream_refused_at_start_is_a_plain_error_response(runner: Runner, upstream: Upstream):
+    runner.put(
+        "acme", integration(upstream, model_properties=[{"name": "status-500", "alias": "Failing"}])
+    )
+    body = {"model": "Failing", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    response = runner.http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_error"
+
+
+def test_stream_broken_midway_ends_with_an_error_event(runner: Runner, upstream: Upstream):
+    runner.put(
+        "acme",
+        integration(upstream, model_properties=[{"name": "broken-stream", "alias": "Flaky"}]),
+    )
+    body = {"model": "Flaky", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with runner.http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        events = [
+            line.removeprefix("data: ")
+            for line in response.iter_lines()
+            if line.startswith("data: ")
+        ]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "reply"
+    assert json.loads(events[-1])["error"]["type"] == "upstream_error"
+    assert "[DONE]" not in events
+    assert runner.chat("Flaky").status_code == 200  # the runner keeps serving
+
+
 def test_official_openai_client_non_streaming_and_streaming(runner: Runner, upstream: Upstream):
     runner.put(
         "acme", integration(upstream, model_properties=[{"name": "gpt-5.2", "alias": "GPT 5.2"}])

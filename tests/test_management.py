@@ -64,7 +64,36 @@ def test_list_and_get_redact_every_secret(
     assert body["api_key_header"] == "x-api-key"
     assert body["headers"]["X-Team"] == "ml-platform"
     assert [i["name"] for i in listing.json()["data"]] == ["keyed", "oauth"]
-    assert listing.json()["data"][1]["integration"]["token"]["client_id"] == "cid"
+    assert listing.json()["data"][1]["integration"]["token"] == "**********"
+
+
+def test_redacted_integration_can_be_sent_back_unchanged(runner: Runner, upstream: Upstream):
+    runner.put(
+        "keyed",
+        integration(
+            upstream,
+            authentication_type="api_key",
+            api_key_header="x-api-key",
+            api_key_value="sk-keep-me",
+            headers={"X-Secret-Token": "hdr-keep", "X-Team": "a"},
+        ),
+    )
+    edited = runner.http.get("/integrations/keyed").json()["integration"]
+    edited["headers"]["X-Team"] = "b"
+    assert runner.http.put("/integrations/keyed", json=edited).status_code == 200
+    runner.chat("Model A")
+    headers = upstream.last.headers
+    assert (headers["x-api-key"], headers["x-secret-token"], headers["x-team"]) == (
+        "sk-keep-me",
+        "hdr-keep",
+        "b",
+    )
+    response = runner.put("fresh", {**edited, "model_properties": [{"name": "n"}]})
+    assert response.status_code == 422
+    assert {p["field"] for p in response.json()["error"]["problems"]} == {
+        "api_key_value",
+        "headers.X-Secret-Token",
+    }
 
 
 def test_alias_taken_by_another_integration_is_409(runner: Runner, upstream: Upstream):

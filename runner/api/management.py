@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse
 
 from ..completions import complete, prepare
 from ..errors import RunnerError
+from ..redaction import redacted, restore_redacted
 from ..registry import Registered, Registry
-from ..schema import parse_integration_json, redacted
+from ..schema import decode_json, parse_integration
 from ..settings import Settings
 from ..upstream import Deployment
 
@@ -86,9 +87,10 @@ async def get_integration(name: str, request: Request) -> dict[str, Any]:
 @router.post("/{name}")
 @router.put("/{name}")
 async def put_integration(name: str, request: Request) -> JSONResponse:
-    spec = parse_integration_json(await request.body())
     registry = _registry(request)
-    created = await registry.put(name, spec)
+    previous = registry.get(name)
+    data = restore_redacted(decode_json(await request.body()), previous and previous.spec)
+    created = await registry.put(name, parse_integration(data))
     registered = _existing(registry, name)
     return JSONResponse(_describe(registered), status_code=201 if created else 200)
 
