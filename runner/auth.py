@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 
 import httpx
 from authlib.integrations.base_client import OAuthError
@@ -161,3 +161,33 @@ def auth_for(
         )
         return OAuth2Auth(tokens), tokens
     return NoAuth(), None
+
+
+def handler_credentials(
+    integration: Integration, tokens: ClientCredentialsTokens | None
+) -> Callable[[], Awaitable[tuple[str | None, dict[str, str]]]]:
+    """The integration's auth as a custom handler receives it: ``api_key`` and headers.
+
+    A handler does its own HTTP, so it gets the credential itself: the API key
+    (bearer value included) or a current OAuth2 access token.
+    """
+    if isinstance(integration, ApiKeyIntegration):
+        value = integration.api_key_value.get_secret_value()
+        static = (value, {integration.api_key_header: value})
+
+        async def api_key() -> tuple[str | None, dict[str, str]]:
+            return static[0], dict(static[1])
+
+        return api_key
+    if tokens is not None:
+
+        async def oauth2() -> tuple[str | None, dict[str, str]]:
+            token = await tokens.get()
+            return token, {_SDK_PLACEHOLDER_HEADER: f"Bearer {token}"}
+
+        return oauth2
+
+    async def none() -> tuple[str | None, dict[str, str]]:
+        return None, {}
+
+    return none

@@ -88,19 +88,41 @@ def mapped_headers(mapping: Mapping[str, str], body: Mapping[str, Any]) -> dict[
     }
 
 
+@dataclass(frozen=True)
+class OpenStream:
+    """A stream whose first chunk has arrived, so it is known to have started well."""
+
+    first: Any | None
+    rest: Any
+
+
 async def complete(call: PreparedCall) -> Any:
-    """Run the call; a ModelResponse, or an async iterator of chunks when streaming."""
+    """Run the call: a ModelResponse, or an :class:`OpenStream` when streaming.
+
+    A stream's first chunk is awaited here, so a failure before any output (an
+    upstream refusal, a handler that raises at once) still gets a proper status.
+    """
     try:
-        return await litellm.acompletion(**call.kwargs)
+        result = await litellm.acompletion(**call.kwargs)
+        if call.stream:
+            return OpenStream(await anext(aiter(result), None), result)
+        return result
     except Exception as exc:
         raise as_runner_error(exc, call.deployment) from exc
 
 
-async def sse_events(stream: Any, call: PreparedCall) -> AsyncIterator[bytes]:
+async def sse_events(stream: OpenStream, call: PreparedCall) -> AsyncIterator[bytes]:
     """Server-sent events for a LiteLLM stream, ending in ``[DONE]`` (or an error event)."""
     alias = call.deployment.alias
+
+    async def chunks() -> AsyncIterator[Any]:
+        if stream.first is not None:
+            yield stream.first
+            async for chunk in stream.rest:
+                yield chunk
+
     try:
-        async for chunk in stream:
+        async for chunk in chunks():
             chunk.model = alias
             yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
     except Exception as exc:
@@ -109,7 +131,7 @@ async def sse_events(stream: Any, call: PreparedCall) -> AsyncIterator[bytes]:
         yield b"data: " + json.dumps(error.to_body()).encode() + b"\n\n"
         return
     finally:
-        await stream.aclose()
+        await stream.rest.aclose()
     yield b"data: [DONE]\n\n"
 
 

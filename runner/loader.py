@@ -90,9 +90,16 @@ async def load_config_dir(
     if not directory.is_dir():
         log.warning("config folder %s does not exist; starting with no integrations", directory)
         return []
+    return await load_files(sorted(directory.glob("*.json")), registry, settings)
+
+
+async def load_files(
+    paths: list[Path], registry: Registry, settings: Settings
+) -> list[FileProblem]:
+    """Register each file under its stem; return the ones that failed, and why."""
     variables = file_variables(settings)
     failures = []
-    for path in sorted(directory.glob("*.json")):
+    for path in paths:
         try:
             await registry.put(path.stem, read_integration(path, variables))
         except IntegrationInvalid as exc:

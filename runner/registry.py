@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from .errors import IntegrationInvalid, Problem, RunnerError
+from .handlers import LoadedHandler, file_version, load_handler
+from .litellm_providers import provider_name, register_provider, unregister_provider
 from .schema import INTEGRATION_NAME, Integration
-from .upstream import Deployment, UpstreamClient, deployments_for, open_client
+from .settings import Settings
+from .upstream import Deployment, UpstreamClient, deployments_for, open_client, open_handler
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,11 @@ class Registered:
 class Registry:
     """Integrations by name, and deployments by the model id a caller sends."""
 
-    def __init__(self, upstream_timeout: float) -> None:
-        self._timeout = upstream_timeout
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._timeout = settings.upstream_timeout
         self._integrations: dict[str, Registered] = {}
+        self.handler_errors: dict[str, str] = {}
         self._routes: Mapping[str, Deployment] = MappingProxyType({})
         self._write_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -78,12 +83,21 @@ class Registry:
     async def put(self, name: str, spec: Integration) -> bool:
         """Register or replace ``name``; True when it is new. Refusals change nothing."""
         _check_name(name)
+        loaded = await self._load_handler(spec) if spec.custom_llm_config else None
         async with self._write_lock:
             _check_conflicts(name, spec, self._integrations)
-            client = open_client(spec, self._timeout)
+            if loaded is not None:
+                client = open_handler(name, spec, loaded, self._timeout)
+            else:
+                client = open_client(spec, self._timeout)
             deployments = tuple(deployments_for(name, spec, client, self._timeout))
             previous = self._integrations.get(name)
             self._integrations[name] = Registered(name, spec, client, deployments)
+            self.handler_errors.pop(name, None)
+            if client.handler is not None:
+                register_provider(client.handler.provider, client.handler)
+            else:
+                unregister_provider(provider_name(name))
             self._rebuild_routes()
         if previous is not None:
             self._retire(previous)
@@ -99,15 +113,62 @@ class Registry:
                     status_code=404,
                     code="integration_not_found",
                 )
+            self.handler_errors.pop(name, None)
+            unregister_provider(provider_name(name))
             self._rebuild_routes()
         self._retire(previous)
         log.info("removed integration %r", name)
+
+    async def reload_changed_handlers(self) -> None:
+        """Pick up edited handler files; a broken edit leaves the last good version serving."""
+        handled = [r for r in self._integrations.values() if r.client.handler is not None]
+        versions = await asyncio.to_thread(
+            lambda: [file_version(r.client.handler.loaded.path) for r in handled]  # type: ignore[union-attr]
+        )
+        for registered, version in zip(handled, versions, strict=True):
+            adapter = registered.client.handler
+            config = registered.spec.custom_llm_config
+            if adapter is None or config is None or version == adapter.loaded.version:
+                continue
+            try:
+                loaded = await self._load_handler(registered.spec)
+            except IntegrationInvalid as exc:
+                error = "; ".join(str(p) for p in exc.problems)
+                if self.handler_errors.get(registered.name) != error:
+                    log.error(
+                        "handler of %r not reloaded, last good version keeps serving: %s",
+                        registered.name,
+                        error,
+                    )
+                self.handler_errors[registered.name] = error
+                continue
+            adapter.swap(loaded)
+            self.handler_errors.pop(registered.name, None)
+            log.info("reloaded handler %s for %r", config.file_name, registered.name)
+
+    async def _load_handler(self, spec: Integration) -> LoadedHandler:
+        config = spec.custom_llm_config
+        assert config is not None
+        if not self._settings.custom_llms_enabled:
+            raise IntegrationInvalid(
+                [
+                    Problem(
+                        "custom_llm_config",
+                        "custom LLM handlers are "
+                        "disabled on this server; set CUSTOM_LLMS_ENABLED=true "
+                        "(or GALILEO_CUSTOM_LLMS_ENABLED=true) to enable them",
+                    )
+                ]
+            )
+        # Importing user code and running its constructor may block: keep it off the loop.
+        return await asyncio.to_thread(load_handler, self._settings.custom_llms_directory, config)
 
     async def aclose(self) -> None:
         for task in list(self._retiring):
             task.cancel()
         for registered in self._integrations.values():
             await registered.client.aclose()
+            unregister_provider(provider_name(registered.name))
         self._integrations.clear()
         self._rebuild_routes()
 

@@ -307,6 +307,13 @@ def _explain(kind: str, field: str, default: str, auth: object) -> str:
         return _unknown_field_message(last, auth, top_level="." not in field and "[" not in field)
     if kind == "too_short" and last == "model_properties":
         return 'must list at least one model, e.g. [{"name": "my-model"}]'
+    if kind == "string_pattern_mismatch" and field == "custom_llm_config.file_name":
+        return (
+            "must be the name of a .py file directly in the handler directory, such as "
+            "'proprietary_handler.py'; paths and subfolders are not supported"
+        )
+    if kind == "string_pattern_mismatch" and field == "custom_llm_config.class_name":
+        return "must be a Python class name, such as 'ProprietaryLLMHandler'"
     if kind == "string_pattern_mismatch" and "header" in field:
         return "must be a valid HTTP header name (letters, digits and -_.!#$%&'*+^`|~)"
     if kind == "literal_error" and field.startswith("custom_header_mapping"):

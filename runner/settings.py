@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,7 +15,7 @@ class Settings(BaseSettings):
     The container image overrides the host so the port is reachable.
     """
 
-    model_config = SettingsConfigDict(env_prefix="RUNNER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RUNNER_", extra="ignore", populate_by_name=True)
 
     config_dir: Path = Field(
         default=Path("config"),
@@ -35,3 +35,22 @@ class Settings(BaseSettings):
         description="Seconds a single upstream call may take before the caller gets a 504.",
     )
     log_level: str = "info"
+    custom_llms_enabled: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "CUSTOM_LLMS_ENABLED", "GALILEO_CUSTOM_LLMS_ENABLED", "custom_llms_enabled"
+        ),
+        description="Allow integrations with custom_llm_config to load Python handler files.",
+    )
+    custom_llms_directory: Path = Field(
+        default=Path("/opt/custom_llms"),
+        validation_alias=AliasChoices(
+            "CUSTOM_LLMS_DIRECTORY", "GALILEO_CUSTOM_LLMS_DIRECTORY", "custom_llms_directory"
+        ),
+        description="Folder the handler files are read from (no subfolders).",
+    )
+    handler_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often handler files are checked for edits, which then take effect.",
+    )

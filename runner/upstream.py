@@ -17,7 +17,10 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from .auth import ClientCredentialsTokens, auth_for
+from .auth import ClientCredentialsTokens, auth_for, handler_credentials
+from .handler_adapter import HandlerAdapter
+from .handlers import LoadedHandler
+from .litellm_providers import provider_name
 from .schema import Integration, ModelProperties
 
 # Newer OpenAI clients send "max_completion_tokens" where older endpoints take
@@ -28,14 +31,21 @@ _SDK_PLACEHOLDER_KEY = "runner-sends-its-own-credentials"
 
 @dataclass
 class UpstreamClient:
-    """The pooled connection to one integration's provider, shared by its models."""
+    """What one integration holds open, shared by its models.
 
-    openai: AsyncOpenAI
-    http: httpx.AsyncClient
+    An OpenAI-compatible integration has a pooled, authenticated HTTP client; a
+    handler integration has its :class:`HandlerAdapter` instead. Either may own
+    an OAuth2 token cache.
+    """
+
+    openai: AsyncOpenAI | None = None
+    http: httpx.AsyncClient | None = None
     tokens: ClientCredentialsTokens | None = None
+    handler: HandlerAdapter | None = None
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.aclose()
         if self.tokens is not None:
             await self.tokens.aclose()
 
@@ -50,6 +60,22 @@ class Deployment:
     accepted_params: Mapping[str, str]
     header_mapping: Mapping[str, str]
     litellm_kwargs: Mapping[str, Any] = field(repr=False)
+
+
+def open_handler(
+    name: str, integration: Integration, loaded: LoadedHandler, timeout: float
+) -> UpstreamClient:
+    """Wrap a loaded handler so LiteLLM can call it with the integration's credentials."""
+    _, tokens = auth_for(integration, timeout)
+    adapter = HandlerAdapter(
+        provider=provider_name(name),
+        integration=name,
+        loaded=loaded,
+        credentials=handler_credentials(integration, tokens),
+        fixed_headers=integration.headers,
+        timeout=timeout,
+    )
+    return UpstreamClient(tokens=tokens, handler=adapter)
 
 
 def open_client(integration: Integration, timeout: float) -> UpstreamClient:
@@ -98,6 +124,10 @@ def deployments_for(
     deployments = []
     for model in integration.model_properties:
         accepted = accepted_parameters(model)
+        if client.handler is not None:
+            target = {"model": f"{client.handler.provider}/{model.name}"}
+        else:
+            target = {"model": f"openai/{model.name}", "client": client.openai}
         deployments.append(
             Deployment(
                 alias=model.caller_alias,
@@ -107,9 +137,8 @@ def deployments_for(
                 header_mapping=MappingProxyType(dict(integration.custom_header_mapping)),
                 litellm_kwargs=MappingProxyType(
                     {
-                        "model": f"openai/{model.name}",
+                        **target,
                         "api_base": integration.endpoint,
-                        "client": client.openai,
                         # Our own filter already decided what may pass; tell LiteLLM
                         # not to second-guess parameters it does not know for this name.
                         "allowed_openai_params": sorted(set(accepted.values())),

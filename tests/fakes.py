@@ -51,7 +51,23 @@ class Upstream:
             routes=[
                 Route("/{prefix:path}/chat/completions", self._chat, methods=["POST"]),
                 Route("/chat/completions", self._chat, methods=["POST"]),
+                Route("/{prefix:path}/generate", self._generate, methods=["POST"]),
             ]
+        )
+
+    async def _generate(self, request: Request) -> Response:
+        """A proprietary, non-OpenAI format: the seed's ``/generate`` endpoint."""
+        body = await request.json()
+        self.received.append(Received(request.url.path, dict(request.headers), body))
+        last = body["prompt"][-1]["content"]
+        return JSONResponse(
+            {
+                "id": "gen-1",
+                "output": f"generated: {last}",
+                "input_tokens": 4,
+                "output_tokens": 2,
+                "total_tokens": 6,
+            }
         )
 
     async def _chat(self, request: Request) -> Response:

@@ -199,14 +199,11 @@ def test_custom_llm_config_is_validated(runner: Runner, upstream: Upstream):
     body = integration(
         upstream, custom_llm_config={"file_name": "../evil.py", "class_name": "Handler"}
     )
-    field, _ = _only_problem(runner, body)
-    assert field == "custom_llm_config.file_name"
-    body["custom_llm_config"] = {
-        "file_name": "handler.py",
-        "class_name": "Handler",
-        "init_kwargs": {"timeout": 60},
-    }
-    assert runner.put("acme", body).status_code == 201
+    field, message = _only_problem(runner, body)
+    assert field == "custom_llm_config.file_name" and "subfolders" in message
+    body["custom_llm_config"] = {"file_name": "handler.py", "class_name": "Handler"}
+    field, message = _only_problem(runner, body)  # handlers are off unless enabled
+    assert field == "custom_llm_config" and "CUSTOM_LLMS_ENABLED" in message
 
 
 def test_several_problems_are_all_reported(runner: Runner, upstream: Upstream):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from ..errors import RunnerError
 from ..loader import load_config_dir
 from ..registry import Registry
 from ..settings import Settings
+from ..watcher import watch_handlers
 from . import demo, management, openai_compat
 
 log = logging.getLogger(__name__)
@@ -26,13 +28,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = Registry(upstream_timeout=settings.upstream_timeout)
+        registry = Registry(settings)
         app.state.registry = registry
         app.state.config_errors = await load_config_dir(settings.config_dir, registry, settings)
         log.info("serving %d integrations from %s", len(registry), settings.config_dir)
+        watcher = (
+            asyncio.create_task(watch_handlers(app.state, registry, settings))
+            if settings.custom_llms_enabled
+            else None
+        )
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await registry.aclose()
 
     app = FastAPI(title="runner", version=__version__, lifespan=lifespan)

@@ -65,23 +65,28 @@ def _registry(request: Request) -> Registry:
     return request.app.state.registry
 
 
-def _describe(registered: Registered) -> dict[str, Any]:
-    return {
+def _describe(registered: Registered, registry: Registry) -> dict[str, Any]:
+    described: dict[str, Any] = {
         "name": registered.name,
         "models": [d.alias for d in registered.deployments],
         "default_model": registered.default.alias,
         "integration": redacted(registered.spec),
     }
+    if registered.client.handler is not None:
+        described["handler_error"] = registry.handler_errors.get(registered.name)
+    return described
 
 
 @router.get("")
 async def list_integrations(request: Request) -> dict[str, Any]:
-    return {"data": [_describe(r) for r in _registry(request).integrations()]}
+    registry = _registry(request)
+    return {"data": [_describe(r, registry) for r in registry.integrations()]}
 
 
 @router.get("/{name}")
 async def get_integration(name: str, request: Request) -> dict[str, Any]:
-    return _describe(_existing(_registry(request), name))
+    registry = _registry(request)
+    return _describe(_existing(registry, name), registry)
 
 
 @router.post("/{name}")
@@ -92,7 +97,7 @@ async def put_integration(name: str, request: Request) -> JSONResponse:
     data = restore_redacted(decode_json(await request.body()), previous and previous.spec)
     created = await registry.put(name, parse_integration(data))
     registered = _existing(registry, name)
-    return JSONResponse(_describe(registered), status_code=201 if created else 200)
+    return JSONResponse(_describe(registered, registry), status_code=201 if created else 200)
 
 
 @router.delete("/{name}")

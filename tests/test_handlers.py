@@ -1,0 +1,480 @@
+"""Custom LLM handlers: loading, refusals, calling through LiteLLM, streaming, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from .conftest import Runner, start_runner
+from .fakes import Upstream
+
+SEED = Path(__file__).parent / "seed"
+
+ECHO_HANDLER = """
+from litellm import CustomLLM, ModelResponse
+
+
+class Echo(CustomLLM):
+    def __init__(self, prefix="v1"):
+        super().__init__()
+        self.prefix = prefix
+
+    async def acompletion(self, model, messages, **kwargs):
+        text = f"{self.prefix}:{model}:{messages[-1]['content']}"
+        return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
+                             "content": text}, "finish_reason": "stop"}])
+"""
+
+
+@pytest.fixture
+def handler_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "custom_llms"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def runner(config_dir: Path, handler_dir: Path) -> Iterator[Runner]:
+    with start_runner(
+        config_dir,
+        custom_llms_enabled=True,
+        custom_llms_directory=handler_dir,
+        handler_poll_seconds=0.1,
+    ) as running:
+        yield running
+
+
+def write(directory: Path, name: str, code: str) -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+def handler_integration(file_name: str, class_name: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "authentication_type": "none",
+        "model_properties": [{"name": "m", "alias": "Handled"}],
+        "custom_llm_config": {"file_name": file_name, "class_name": class_name},
+    }
+    body.update(overrides)
+    return body
+
+
+def test_seed_handler_and_json_work_verbatim(runner: Runner, handler_dir: Path, upstream: Upstream):
+    shutil.copy(SEED / "proprietary_handler.py", handler_dir)
+    spec = json.loads((SEED / "proprietary_integration.json").read_text())
+    spec["endpoint"] = upstream.url  # the one change: a loopback server
+    assert runner.put("proprietary", spec).status_code == 201
+    response = runner.chat("Proprietary Model", "hello", temperature=0.25, max_tokens=64)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] == "generated: hello"
+    assert body["usage"]["total_tokens"] == 6
+    assert upstream.last.path == "/v1/generate"
+    assert upstream.last.body == {
+        "prompt": [{"role": "user", "content": "hello"}],
+        "temperature": 0.25,
+        "max_tokens": 64,
+    }
+
+
+def test_handler_receives_endpoint_name_params_and_credentials(runner: Runner, handler_dir: Path):
+    write(
+        handler_dir,
+        "spy.py",
+        """
+        import json
+        from litellm import CustomLLM, ModelResponse
+
+        class Spy(CustomLLM):
+            async def acompletion(self, model, messages, api_base, custom_llm_provider,
+                                  **kwargs):
+                seen = {"model": model, "api_base": api_base, "provider": custom_llm_provider,
+                        "temperature": kwargs.get("temperature"), "api_key": kwargs["api_key"],
+                        "headers": kwargs["headers"], "top_p": kwargs.get("top_p")}
+                return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
+                                     "content": json.dumps(seen)}}])
+    """,
+    )
+    spec = handler_integration(
+        "spy.py",
+        "Spy",
+        authentication_type="api_key",
+        api_key_header="x-key",
+        api_key_value="k-1",
+        endpoint="https://provider.example/v1",
+        custom_header_mapping={"run_id": "X-Run"},
+        headers={"X-Fixed": "f"},
+        model_properties=[
+            {"name": "upstream-name", "alias": "Handled", "supported_parameters": ["temperature"]}
+        ],
+    )
+    assert runner.put("spy", spec).status_code == 201
+    response = runner.chat("Handled", temperature=0.5, top_p=0.1, metadata={"run_id": "r-1"})
+    seen = json.loads(response.json()["choices"][0]["message"]["content"])
+    assert seen == {
+        "model": "upstream-name",
+        "api_base": "https://provider.example/v1",
+        "provider": "runner-handler-spy",
+        "temperature": 0.5,
+        "api_key": "k-1",
+        "headers": {"x-key": "k-1", "X-Run": "r-1", "X-Fixed": "f"},
+        "top_p": None,
+    }
+    assert response.headers["x-runner-dropped-params"] == "top_p"
+
+
+def test_oauth2_access_token_reaches_the_handler(runner: Runner, handler_dir: Path, token_server):
+    write(
+        handler_dir,
+        "tok.py",
+        """
+        from litellm import CustomLLM, ModelResponse
+
+        class Tok(CustomLLM):
+            async def acompletion(self, model, messages, **kwargs):
+                text = kwargs["api_key"] + "|" + kwargs["headers"]["Authorization"]
+                return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
+                                     "content": text}}])
+    """,
+    )
+    spec = handler_integration(
+        "tok.py",
+        "Tok",
+        authentication_type="oauth2",
+        oauth2_token_url=token_server.url,
+        token=json.dumps(
+            {"client_id": token_server.client_id, "client_secret": token_server.client_secret}
+        ),
+    )
+    runner.put("tok", spec)
+    content = runner.chat("Handled").json()["choices"][0]["message"]["content"]
+    assert content == "access-1|Bearer access-1"
+
+
+def test_two_files_may_define_the_same_class_name(runner: Runner, handler_dir: Path):
+    write(handler_dir, "one.py", ECHO_HANDLER.replace('prefix="v1"', 'prefix="one"'))
+    write(handler_dir, "two.py", ECHO_HANDLER.replace('prefix="v1"', 'prefix="two"'))
+    runner.put(
+        "one",
+        handler_integration("one.py", "Echo", model_properties=[{"name": "a", "alias": "One"}]),
+    )
+    runner.put(
+        "two",
+        handler_integration("two.py", "Echo", model_properties=[{"name": "b", "alias": "Two"}]),
+    )
+    assert runner.chat("One", "x").json()["choices"][0]["message"]["content"] == "one:a:x"
+    assert runner.chat("Two", "x").json()["choices"][0]["message"]["content"] == "two:b:x"
+
+
+def test_init_kwargs_reach_the_constructor(runner: Runner, handler_dir: Path):
+    write(handler_dir, "echo.py", ECHO_HANDLER)
+    spec = handler_integration("echo.py", "Echo")
+    spec["custom_llm_config"]["init_kwargs"] = {"prefix": "custom"}
+    runner.put("echo", spec)
+    assert runner.chat("Handled", "x").json()["choices"][0]["message"]["content"] == ("custom:m:x")
+
+
+BROKEN_FILES = {
+    "syntax.py": "class Broken(:\n    pass\n",
+    "raises.py": "import json\n\nraise RuntimeError('no config found')\n",
+    "plain.py": "class NotAHandler:\n    pass\n",
+    "ctor.py": ECHO_HANDLER.replace("self.prefix = prefix", "raise ValueError('bad prefix')"),
+}
+
+
+@pytest.mark.parametrize(
+    ("file_name", "class_name", "field", "expected"),
+    [
+        ("../x.py", "Echo", "custom_llm_config.file_name", "subfolders are not supported"),
+        ("/abs/x.py", "Echo", "custom_llm_config.file_name", "subfolders are not supported"),
+        ("sub/x.py", "Echo", "custom_llm_config.file_name", "subfolders are not supported"),
+        ("handler.txt", "Echo", "custom_llm_config.file_name", ".py file"),
+        ("missing.py", "Echo", "custom_llm_config.file_name", "no file 'missing.py'"),
+        ("echo.py", "Nope", "custom_llm_config.class_name", "classes defined there: Echo"),
+        ("plain.py", "NotAHandler", "custom_llm_config.class_name", "litellm.CustomLLM"),
+        (
+            "syntax.py",
+            "Broken",
+            "custom_llm_config.file_name",
+            "SyntaxError: invalid syntax at line 1",
+        ),
+        (
+            "raises.py",
+            "X",
+            "custom_llm_config.file_name",
+            "RuntimeError: no config found at line 3",
+        ),
+        ("ctor.py", "Echo", "custom_llm_config.init_kwargs", "ValueError: bad prefix at line"),
+        ("escape.py", "Echo", "custom_llm_config.file_name", "leads outside"),
+    ],
+)
+def test_unusable_handlers_are_refused_and_nothing_registered(
+    runner: Runner,
+    handler_dir: Path,
+    tmp_path: Path,
+    file_name: str,
+    class_name: str,
+    field: str,
+    expected: str,
+):
+    write(handler_dir, "echo.py", ECHO_HANDLER)
+    for name, code in BROKEN_FILES.items():
+        (handler_dir / name).write_text(code)
+    outside = write(tmp_path, "outside.py", ECHO_HANDLER)
+    os.symlink(outside, handler_dir / "escape.py")
+    response = runner.put("bad", handler_integration(file_name, class_name))
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["error"]["problems"]
+    assert problem["field"] == field
+    assert expected in problem["message"]
+    assert runner.http.get("/integrations/bad").status_code == 404
+    assert runner.chat("Handled").status_code == 404
+
+
+def test_handlers_disabled_by_default(config_dir: Path, handler_dir: Path):
+    write(handler_dir, "echo.py", ECHO_HANDLER)
+    with start_runner(config_dir, custom_llms_directory=handler_dir) as runner:
+        response = runner.put("echo", handler_integration("echo.py", "Echo"))
+    assert response.status_code == 422
+    [problem] = response.json()["error"]["problems"]
+    assert problem["field"] == "custom_llm_config"
+    assert "CUSTOM_LLMS_ENABLED=true" in problem["message"]
+
+
+def test_galileo_variable_names_are_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from runner.settings import Settings
+
+    monkeypatch.setenv("GALILEO_CUSTOM_LLMS_ENABLED", "true")
+    monkeypatch.setenv("GALILEO_CUSTOM_LLMS_DIRECTORY", str(tmp_path))
+    settings = Settings()
+    assert settings.custom_llms_enabled is True
+    assert settings.custom_llms_directory == tmp_path
+
+
+@pytest.mark.parametrize(("status", "expected"), [(None, 502), (429, 429), (503, 503)])
+def test_handler_errors_become_openai_errors(
+    runner: Runner, handler_dir: Path, status: int | None, expected: int
+):
+    raise_line = (
+        f"raise CustomLLMError(status_code={status}, message='quota gone')"
+        if status
+        else "raise KeyError('output')"
+    )
+    write(
+        handler_dir,
+        "fail.py",
+        f"""
+        from litellm import CustomLLM
+        from litellm.llms.custom_llm import CustomLLMError
+
+        class Fail(CustomLLM):
+            async def acompletion(self, *args, **kwargs):
+                {raise_line}
+    """,
+    )
+    runner.put("fail", handler_integration("fail.py", "Fail"))
+    response = runner.chat("Handled")
+    assert response.status_code == expected
+    error = response.json()["error"]
+    assert error["code"] == "handler_error"
+    assert ("quota gone" if status else "KeyError") in error["message"]
+    assert runner.http.get("/health").status_code == 200
+
+
+def test_hanging_handler_is_cut_off_by_the_timeout(config_dir: Path, handler_dir: Path):
+    write(
+        handler_dir,
+        "hang.py",
+        """
+        import asyncio
+        from litellm import CustomLLM
+
+        class Hang(CustomLLM):
+            async def acompletion(self, *args, **kwargs):
+                await asyncio.sleep(60)
+    """,
+    )
+    with start_runner(
+        config_dir,
+        custom_llms_enabled=True,
+        custom_llms_directory=handler_dir,
+        upstream_timeout=0.5,
+    ) as runner:
+        runner.put("hang", handler_integration("hang.py", "Hang"))
+        response = runner.chat("Handled")
+    assert response.status_code == 504
+    assert response.json()["error"]["type"] == "upstream_timeout"
+
+
+SYNC_SLOW = """
+    import time
+    from litellm import CustomLLM, ModelResponse
+
+    class SlowSync(CustomLLM):
+        def completion(self, model, messages, **kwargs):
+            time.sleep(1.5)
+            return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
+                                 "content": "slow sync done"}}])
+"""
+
+
+async def test_slow_sync_handler_does_not_stall_other_models(runner: Runner, handler_dir: Path):
+    write(handler_dir, "slow.py", SYNC_SLOW)
+    write(handler_dir, "echo.py", ECHO_HANDLER)
+    runner.put(
+        "slow",
+        handler_integration(
+            "slow.py", "SlowSync", model_properties=[{"name": "s", "alias": "Slow"}]
+        ),
+    )
+    runner.put(
+        "fast",
+        handler_integration("echo.py", "Echo", model_properties=[{"name": "f", "alias": "Fast"}]),
+    )
+
+    def body(model: str) -> dict[str, Any]:
+        return {"model": model, "messages": [{"role": "user", "content": "x"}]}
+
+    async with httpx.AsyncClient(base_url=runner.url, timeout=30) as client:
+        slow = asyncio.create_task(client.post("/v1/chat/completions", json=body("Slow")))
+        await asyncio.sleep(0.2)  # the slow handler is now sleeping in its thread
+        fast_done = []
+        for _ in range(5):
+            response = await client.post("/v1/chat/completions", json=body("Fast"))
+            assert response.status_code == 200
+            fast_done.append(slow.done())
+        slow_response = await slow
+    assert fast_done == [False] * 5  # every fast answer arrived while the slow one ran
+    assert slow_response.json()["choices"][0]["message"]["content"] == "slow sync done"
+
+
+STREAMING_HANDLERS = {
+    "async": """
+        from litellm import CustomLLM
+
+        class H(CustomLLM):
+            async def astreaming(self, model, messages, **kwargs):
+                for word in ["async", " stream"]:
+                    yield {"text": word, "is_finished": False, "finish_reason": None,
+                           "usage": None, "index": 0, "tool_use": None}
+                yield {"text": "", "is_finished": True, "finish_reason": "stop",
+                       "usage": None, "index": 0, "tool_use": None}
+    """,
+    "sync": """
+        from litellm import CustomLLM
+
+        class H(CustomLLM):
+            def streaming(self, model, messages, **kwargs):
+                for word in ["sync", " stream"]:
+                    yield {"text": word, "is_finished": False, "finish_reason": None,
+                           "usage": None, "index": 0, "tool_use": None}
+                yield {"text": "", "is_finished": True, "finish_reason": "stop",
+                       "usage": None, "index": 0, "tool_use": None}
+    """,
+    "none": """
+        from litellm import CustomLLM, ModelResponse
+
+        class H(CustomLLM):
+            async def acompletion(self, model, messages, **kwargs):
+                return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
+                                     "content": "whole answer"}, "finish_reason": "stop"}])
+    """,
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("async", "async stream"), ("sync", "sync stream"), ("none", "whole answer")],
+)
+def test_streaming_through_the_openai_client(
+    runner: Runner, handler_dir: Path, kind: str, expected: str
+):
+    write(handler_dir, f"{kind}.py", STREAMING_HANDLERS[kind])
+    runner.put(kind, handler_integration(f"{kind}.py", "H"))
+    client = openai.OpenAI(base_url=f"{runner.url}/v1", api_key="unused")
+    stream = client.chat.completions.create(
+        model="Handled", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_streaming_handler_that_raises_first_gets_a_status(runner: Runner, handler_dir: Path):
+    write(
+        handler_dir,
+        "boom.py",
+        """
+        from litellm import CustomLLM
+        from litellm.llms.custom_llm import CustomLLMError
+
+        class Boom(CustomLLM):
+            async def astreaming(self, *args, **kwargs):
+                raise CustomLLMError(status_code=418, message="teapot")
+                yield
+    """,
+    )
+    runner.put("boom", handler_integration("boom.py", "Boom"))
+    body = {"model": "Handled", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    response = runner.http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 418
+    assert "teapot" in response.json()["error"]["message"]
+
+
+def _wait_for(predicate, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_edited_handler_takes_effect_and_broken_edit_keeps_last_good(
+    runner: Runner, handler_dir: Path
+):
+    path = write(handler_dir, "live.py", ECHO_HANDLER)
+    runner.put("live", handler_integration("live.py", "Echo"))
+
+    def answer() -> str:
+        return runner.chat("Handled", "x").json()["choices"][0]["message"]["content"]
+
+    assert answer() == "v1:m:x"
+    path.write_text(textwrap.dedent(ECHO_HANDLER).replace('prefix="v1"', 'prefix="v2"'))
+    _wait_for(lambda: answer() == "v2:m:x")
+    path.write_text("class Echo(:\n")  # a broken edit
+    _wait_for(lambda: runner.http.get("/integrations/live").json()["handler_error"] is not None)
+    error = runner.http.get("/integrations/live").json()["handler_error"]
+    assert "SyntaxError" in error and "line 1" in error
+    assert answer() == "v2:m:x"
+    path.write_text(textwrap.dedent(ECHO_HANDLER).replace('prefix="v1"', 'prefix="v3"'))
+    _wait_for(lambda: answer() == "v3:m:x")
+    assert runner.http.get("/integrations/live").json()["handler_error"] is None
+
+
+def test_config_file_waiting_for_its_handler_loads_when_the_file_arrives(
+    config_dir: Path, handler_dir: Path
+):
+    spec = handler_integration("late.py", "Echo")
+    (config_dir / "late.json").write_text(json.dumps(spec))
+    with start_runner(
+        config_dir,
+        custom_llms_enabled=True,
+        custom_llms_directory=handler_dir,
+        handler_poll_seconds=0.1,
+    ) as runner:
+        assert runner.chat("Handled").status_code == 404
+        assert "late.py" in runner.http.get("/health").json()["config_errors"][0]["problems"][0]
+        write(handler_dir, "late.py", ECHO_HANDLER)
+        _wait_for(lambda: runner.chat("Handled", "x").status_code == 200)
+        assert runner.http.get("/health").json()["config_errors"] == []
