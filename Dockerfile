@@ -6,15 +6,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     RUNNER_HOST=0.0.0.0 \
     RUNNER_PORT=8000 \
-    RUNNER_CONFIG_DIR=/app/config
+    RUNNER_CONFIG_DIR=/app/config \
+    CUSTOM_LLMS_DIRECTORY=/opt/custom_llms
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY runner ./runner
 RUN pip install . && useradd --create-home --uid 10001 runner
 COPY config ./config
+# The examples; mount a volume here (or build FROM this image and COPY) for your own.
+COPY custom_llms /opt/custom_llms
 
 USER runner
+VOLUME ["/opt/custom_llms"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s CMD ["runner", "health"]
 CMD ["runner", "serve"]

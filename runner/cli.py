@@ -19,6 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to listen on (default: RUNNER_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: RUNNER_PORT or 8000)")
     serve.add_argument("--config-dir", type=Path, help="integration folder (RUNNER_CONFIG_DIR)")
+    serve.add_argument(
+        "--custom-llms",
+        type=Path,
+        metavar="DIR",
+        help="enable custom LLM handlers, read from DIR (CUSTOM_LLMS_ENABLED + _DIRECTORY)",
+    )
 
     validate = commands.add_parser("validate", help="check integration files; exit 1 on problems")
     validate.add_argument("files", nargs="+", type=Path)
@@ -31,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     overrides = {k: v for k in ("host", "port", "config_dir") if (v := getattr(args, k, None))}
+    if getattr(args, "custom_llms", None):
+        overrides.update(custom_llms_enabled=True, custom_llms_directory=args.custom_llms)
     settings = Settings(**overrides)
     if args.command == "serve":
         return _serve(settings)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from litellm import CustomLLM, ModelResponse
@@ -26,6 +28,16 @@ from .handlers import LoadedHandler
 
 Credentials = Callable[[], Awaitable[tuple[str | None, dict[str, str]]]]
 _END = object()
+
+# Synchronous handlers get threads of their own. asyncio's default executor is
+# small (cores + 4) and LiteLLM hops through it on every call, so a few slow
+# sync handlers sharing it would stall requests to every other model.
+_SYNC_HANDLER_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="custom-llm")
+
+
+async def _off_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_SYNC_HANDLER_THREADS, partial(function, *args, **kwargs))
 
 
 def _overrides(instance: CustomLLM, method: str) -> bool:
@@ -97,7 +109,7 @@ class HandlerAdapter(CustomLLM):
             call = instance.acompletion(**await self._arguments("acompletion", kwargs))
         elif "completion" in self._filters:
             arguments = await self._arguments("completion", kwargs)
-            call = asyncio.to_thread(instance.completion, **arguments)
+            call = _off_loop(instance.completion, **arguments)
         else:
             raise RunnerError(
                 f"{self._name} implements neither acompletion nor completion",
@@ -160,8 +172,8 @@ class HandlerAdapter(CustomLLM):
 
 async def _in_thread(open_iterator: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
     """Drive a synchronous iterator from a worker thread, one item at a time."""
-    iterator = await asyncio.to_thread(open_iterator)
-    while (item := await asyncio.to_thread(next, iterator, _END)) is not _END:
+    iterator = await _off_loop(open_iterator)
+    while (item := await _off_loop(next, iterator, _END)) is not _END:
         yield item
 
 

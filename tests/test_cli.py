@@ -29,7 +29,16 @@ def served_from_repo() -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "runner.cli",
+            "serve",
+            "--custom-llms",
+            "custom_llms",
+            "--port",
+            str(port),
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -348,16 +348,22 @@ async def test_slow_sync_handler_does_not_stall_other_models(runner: Runner, han
         return {"model": model, "messages": [{"role": "user", "content": "x"}]}
 
     async with httpx.AsyncClient(base_url=runner.url, timeout=30) as client:
-        slow = asyncio.create_task(client.post("/v1/chat/completions", json=body("Slow")))
-        await asyncio.sleep(0.2)  # the slow handler is now sleeping in its thread
+        # More slow calls than asyncio's default executor has threads (cores + 4).
+        slow = [
+            asyncio.create_task(client.post("/v1/chat/completions", json=body("Slow")))
+            for _ in range(12)
+        ]
+        await asyncio.sleep(0.3)  # the slow handlers are now sleeping in their threads
         fast_done = []
         for _ in range(5):
             response = await client.post("/v1/chat/completions", json=body("Fast"))
             assert response.status_code == 200
-            fast_done.append(slow.done())
-        slow_response = await slow
-    assert fast_done == [False] * 5  # every fast answer arrived while the slow one ran
-    assert slow_response.json()["choices"][0]["message"]["content"] == "slow sync done"
+            fast_done.append(any(task.done() for task in slow))
+        slow_responses = await asyncio.gather(*slow)
+    assert fast_done == [False] * 5  # every fast answer arrived while the slow ones ran
+    assert {r.json()["choices"][0]["message"]["content"] for r in slow_responses} == {
+        "slow sync done"
+    }
 
 
 STREAMING_HANDLERS = {
