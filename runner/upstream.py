@@ -144,6 +144,10 @@ def deployments_for(
                         "allowed_openai_params": sorted(set(accepted.values())),
                         "timeout": timeout,
                         "num_retries": 0,
+                        # With tools present LiteLLM would detour through its MCP
+                        # gateway, which needs the optional `mcp` package and is a
+                        # proxy feature; tools go to the model as sent.
+                        "_skip_mcp_handler": True,
                     }
                 ),
             )

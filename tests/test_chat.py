@@ -128,6 +128,17 @@ def test_based_on_copies_builtin_parameters(runner: Runner, upstream: Upstream):
     assert response.headers["x-runner-dropped-params"] == "logit_bias"
 
 
+def test_tools_reach_a_model_that_supports_them(runner: Runner, upstream: Upstream):
+    runner.put("acme", integration(upstream, model_properties=[
+        {"name": "gpt-5.4", "alias": "GPT 5.4", "based_on": "gpt-5.4"}]))
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}}}}]
+    response = runner.chat("GPT 5.4", tools=tools, tool_choice="auto")
+    assert response.status_code == 200, response.text
+    assert upstream.last.body["tools"] == tools
+    assert upstream.last.body["tool_choice"] == "auto"
+
+
 def test_stop_sequences_in_the_list_lets_stop_through(runner: Runner, upstream: Upstream):
     runner.put(
         "acme",
