@@ -129,10 +129,22 @@ def test_based_on_copies_builtin_parameters(runner: Runner, upstream: Upstream):
 
 
 def test_tools_reach_a_model_that_supports_them(runner: Runner, upstream: Upstream):
-    runner.put("acme", integration(upstream, model_properties=[
-        {"name": "gpt-5.4", "alias": "GPT 5.4", "based_on": "gpt-5.4"}]))
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}}}}}]
+    runner.put(
+        "acme",
+        integration(
+            upstream,
+            model_properties=[{"name": "gpt-5.4", "alias": "GPT 5.4", "based_on": "gpt-5.4"}],
+        ),
+    )
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            },
+        }
+    ]
     response = runner.chat("GPT 5.4", tools=tools, tool_choice="auto")
     assert response.status_code == 200, response.text
     assert upstream.last.body["tools"] == tools
