@@ -7,20 +7,19 @@ headers, and call LiteLLM with the deployment's precomputed arguments.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import litellm
 
+from . import direct
 from .errors import RunnerError
 from .upstream import Deployment
+from .upstream_errors import as_runner_error, error_event
 
 log = logging.getLogger(__name__)
-E = TypeVar("E", bound=BaseException)
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False
@@ -28,15 +27,20 @@ litellm.telemetry = False
 
 # Request fields the runner consumes itself rather than forwarding as parameters.
 _HANDLED_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "metadata"})
-_PASSTHROUGH_STATUSES = frozenset({400, 404, 409, 413, 422, 429})
 
 
 @dataclass(frozen=True)
 class PreparedCall:
-    """A request resolved against a deployment: the LiteLLM arguments and what was dropped."""
+    """A request resolved against a deployment: what to send, and what was dropped.
+
+    ``params`` are already under the names the upstream takes, and include
+    ``stream``/``stream_options`` for streaming calls.
+    """
 
     deployment: Deployment
-    kwargs: dict[str, Any]
+    messages: list[Any]
+    params: dict[str, Any]
+    headers: dict[str, str]
     dropped: tuple[str, ...]
     stream: bool
 
@@ -51,8 +55,7 @@ def prepare(deployment: Deployment, body: Mapping[str, Any]) -> PreparedCall:
             code="invalid_messages",
         )
     stream = body.get("stream") is True
-    kwargs = dict(deployment.litellm_kwargs)
-    kwargs["messages"] = messages
+    params: dict[str, Any] = {}
     dropped = []
     accepted = deployment.accepted_params
     for key, value in body.items():
@@ -62,15 +65,13 @@ def prepare(deployment: Deployment, body: Mapping[str, Any]) -> PreparedCall:
         if target is None:
             dropped.append(key)
         else:
-            kwargs[target] = value
+            params[target] = value
     if stream:
-        kwargs["stream"] = True
+        params["stream"] = True
         if isinstance(body.get("stream_options"), dict):
-            kwargs["stream_options"] = body["stream_options"]
+            params["stream_options"] = body["stream_options"]
     headers = mapped_headers(deployment.header_mapping, body)
-    if headers:
-        kwargs["extra_headers"] = headers
-    return PreparedCall(deployment, kwargs, tuple(dropped), stream)
+    return PreparedCall(deployment, messages, params, headers, tuple(dropped), stream)
 
 
 def mapped_headers(mapping: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, str]:
@@ -88,37 +89,37 @@ def mapped_headers(mapping: Mapping[str, str], body: Mapping[str, Any]) -> dict[
     }
 
 
-@dataclass(frozen=True)
-class OpenStream:
-    """A stream whose first chunk has arrived, so it is known to have started well."""
+async def complete(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
+    """Run the call: the JSON body of the answer, or its server-sent events when streaming.
 
-    first: Any | None
-    rest: Any
-
-
-async def complete(call: PreparedCall) -> Any:
-    """Run the call: a ModelResponse, or an :class:`OpenStream` when streaming.
-
-    A stream's first chunk is awaited here, so a failure before any output (an
-    upstream refusal, a handler that raises at once) still gets a proper status.
+    Plain OpenAI-compatible deployments go straight over HTTP when they can
+    (:mod:`runner.direct`); everything else goes through LiteLLM. A stream's
+    first chunk is awaited here, so a failure before any output (an upstream
+    refusal, a handler that raises at once) still gets a proper status.
     """
+    if call.deployment.direct is not None:
+        return await direct.complete(call, call.deployment.direct)
+    kwargs = {**call.deployment.litellm_kwargs, "messages": call.messages, **call.params}
+    if call.headers:
+        kwargs["extra_headers"] = call.headers
     try:
-        result = await litellm.acompletion(**call.kwargs)
+        result = await litellm.acompletion(**kwargs)
         if call.stream:
-            return OpenStream(await anext(aiter(result), None), result)
-        return result
+            return _sse_events(await anext(aiter(result), None), result, call)
     except Exception as exc:
         raise as_runner_error(exc, call.deployment) from exc
+    result.model = call.deployment.alias
+    return result.model_dump_json().encode()
 
 
-async def sse_events(stream: OpenStream, call: PreparedCall) -> AsyncIterator[bytes]:
+async def _sse_events(first: Any, stream: Any, call: PreparedCall) -> AsyncIterator[bytes]:
     """Server-sent events for a LiteLLM stream, ending in ``[DONE]`` (or an error event)."""
     alias = call.deployment.alias
 
     async def chunks() -> AsyncIterator[Any]:
-        if stream.first is not None:
-            yield stream.first
-            async for chunk in stream.rest:
+        if first is not None:
+            yield first
+            async for chunk in stream:
                 yield chunk
 
     try:
@@ -128,57 +129,8 @@ async def sse_events(stream: OpenStream, call: PreparedCall) -> AsyncIterator[by
     except Exception as exc:
         error = as_runner_error(exc, call.deployment)
         log.warning("stream from %r failed: %s", alias, error.message)
-        yield b"data: " + json.dumps(error.to_body()).encode() + b"\n\n"
+        yield error_event(error)
         return
     finally:
-        await stream.rest.aclose()
+        await stream.aclose()
     yield b"data: [DONE]\n\n"
-
-
-def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
-    """Translate whatever LiteLLM or the network raised into a caller-facing error."""
-    own = _in_chain(exc, RunnerError)
-    if own is not None:
-        return own
-    where = f"upstream for {deployment.alias!r} (integration {deployment.integration!r})"
-    detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    if isinstance(exc, litellm.Timeout) or _in_chain(exc, httpx.TimeoutException):
-        return RunnerError(f"{where} timed out: {detail}", 504, "upstream_timeout", "timeout")
-    # LiteLLM reports a refused connection as a 500 "InternalServerError"; the
-    # network error underneath tells the truth.
-    network = _in_chain(exc, httpx.TransportError)
-    if network is not None or isinstance(exc, litellm.APIConnectionError):
-        reason = f"{type(network).__name__}: {network}" if network is not None else detail
-        return RunnerError(
-            f"{where} is unreachable: {reason}", 502, "upstream_error", "unreachable"
-        )
-    status = getattr(exc, "status_code", None)
-    if status in (401, 403):
-        return RunnerError(
-            f"{where} rejected the integration's credentials ({status}): {detail}",
-            502,
-            "upstream_auth_error",
-            "upstream_unauthorized",
-        )
-    if status in _PASSTHROUGH_STATUSES:
-        return RunnerError(
-            f"{where} refused the request ({status}): {detail}",
-            status,
-            "upstream_error",
-            f"upstream_{status}",
-        )
-    if status is None:
-        log.error("unexpected failure calling %s", where, exc_info=exc)
-    return RunnerError(f"{where} failed: {detail}", 502, "upstream_error", "upstream_failed")
-
-
-def _in_chain(exc: BaseException, kind: type[E]) -> E | None:
-    """The first ``kind`` among ``exc`` and its causes: what was raised under the wrapping."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None

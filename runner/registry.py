@@ -90,7 +90,9 @@ class Registry:
                 client = open_handler(name, spec, loaded, self._timeout)
             else:
                 client = open_client(spec, self._timeout)
-            deployments = tuple(deployments_for(name, spec, client, self._timeout))
+            deployments = tuple(
+                deployments_for(name, spec, client, self._timeout, self._settings.fast_path)
+            )
             previous = self._integrations.get(name)
             self._integrations[name] = Registered(name, spec, client, deployments)
             self.handler_errors.pop(name, None)

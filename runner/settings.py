@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         description="Seconds a single upstream call may take before the caller gets a 504.",
     )
     log_level: str = "info"
+    fast_path: bool = Field(
+        default=True,
+        description=(
+            "Send plain OpenAI-compatible calls straight over HTTP instead of through "
+            "litellm.acompletion (same behaviour, a fraction of the cost)."
+        ),
+    )
     custom_llms_enabled: bool = Field(
         default=False,
         validation_alias=AliasChoices(

@@ -18,6 +18,7 @@ import httpx
 from openai import AsyncOpenAI
 
 from .auth import ClientCredentialsTokens, auth_for, handler_credentials
+from .direct import DirectRoute
 from .handler_adapter import HandlerAdapter
 from .handlers import LoadedHandler
 from .litellm_providers import provider_name
@@ -60,6 +61,7 @@ class Deployment:
     accepted_params: Mapping[str, str]
     header_mapping: Mapping[str, str]
     litellm_kwargs: Mapping[str, Any] = field(repr=False)
+    direct: DirectRoute | None = field(default=None, repr=False)
 
 
 def open_handler(
@@ -118,9 +120,22 @@ def accepted_parameters(model: ModelProperties) -> dict[str, str]:
 
 
 def deployments_for(
-    name: str, integration: Integration, client: UpstreamClient, timeout: float
+    name: str,
+    integration: Integration,
+    client: UpstreamClient,
+    timeout: float,
+    fast_path: bool = True,
 ) -> list[Deployment]:
-    """One deployment per model of the integration, ready to hand to LiteLLM."""
+    """One deployment per model of the integration, ready to hand to LiteLLM.
+
+    With ``fast_path``, a plain OpenAI-compatible deployment also gets a
+    :class:`DirectRoute`, which the call path prefers (see :mod:`runner.direct`).
+    """
+    direct = (
+        DirectRoute(client.http, f"{integration.endpoint}/chat/completions")
+        if fast_path and client.http is not None and integration.endpoint
+        else None
+    )
     deployments = []
     for model in integration.model_properties:
         accepted = accepted_parameters(model)
@@ -150,6 +165,7 @@ def deployments_for(
                         "_skip_mcp_handler": True,
                     }
                 ),
+                direct=direct,
             )
         )
     return deployments

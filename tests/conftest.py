@@ -74,8 +74,15 @@ def config_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def runner(config_dir: Path) -> Iterator[Runner]:
-    with start_runner(config_dir) as running:
+def call_path() -> str:
+    """Which way plain OpenAI-compatible calls go; test modules that cover calling
+    override this with both values, so one suite proves the two paths alike."""
+    return "direct"
+
+
+@pytest.fixture
+def runner(config_dir: Path, call_path: str) -> Iterator[Runner]:
+    with start_runner(config_dir, fast_path=call_path == "direct") as running:
         yield running
 
 

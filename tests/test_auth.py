@@ -7,9 +7,16 @@ import json
 import time
 
 import httpx
+import pytest
 
 from .conftest import Runner, integration
 from .fakes import TokenServer, Upstream
+
+
+@pytest.fixture(params=["direct", "litellm"])
+def call_path(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the fast path and on the LiteLLM path."""
+    return request.param
 
 
 def oauth2_integration(upstream: Upstream, tokens: TokenServer, **overrides):

@@ -12,6 +12,12 @@ from .conftest import Runner, integration
 from .fakes import Upstream
 
 
+@pytest.fixture(params=["direct", "litellm"])
+def call_path(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the fast path and on the LiteLLM path."""
+    return request.param
+
+
 def test_alias_with_spaces_routes_to_upstream_name(runner: Runner, upstream: Upstream):
     runner.put(
         "acme",
@@ -337,11 +343,11 @@ def test_unreachable_upstream_is_502(runner: Runner, upstream: Upstream):
     assert response.json()["error"]["code"] == "unreachable"
 
 
-def test_slow_upstream_is_cut_off_with_504(config_dir, upstream: Upstream):
+def test_slow_upstream_is_cut_off_with_504(config_dir, upstream: Upstream, call_path: str):
     from .conftest import start_runner
 
     upstream.slow_seconds = 3
-    with start_runner(config_dir, upstream_timeout=0.5) as runner:
+    with start_runner(config_dir, upstream_timeout=0.5, fast_path=call_path == "direct") as runner:
         runner.put(
             "slow", integration(upstream, model_properties=[{"name": "slow", "alias": "Slow"}])
         )
@@ -369,3 +375,10 @@ def test_chat_body_that_is_not_json_is_400(runner: Runner):
     response = runner.http.post("/v1/chat/completions", content=b"{nope")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_each_call_path_is_really_taken(runner: Runner, upstream: Upstream, call_path: str):
+    runner.put("acme", integration(upstream))
+    runner.chat("Model A")
+    # The OpenAI SDK, which LiteLLM drives, announces itself; the fast path does not.
+    assert ("x-stainless-lang" in upstream.last.headers) == (call_path == "litellm")

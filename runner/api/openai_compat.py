@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..completions import complete, prepare, sse_events
+from ..completions import complete, prepare
 from ..errors import RunnerError
 from ..registry import Registry
 
@@ -42,12 +42,9 @@ async def chat_completions(request: Request) -> Response:
     call = prepare(registry.resolve(model), body)
     result = await complete(call)
     headers = {DROPPED_PARAMS_HEADER: ",".join(call.dropped)} if call.dropped else None
-    if call.stream:
-        return StreamingResponse(
-            sse_events(result, call), media_type="text/event-stream", headers=headers
-        )
-    result.model = call.deployment.alias
-    return Response(result.model_dump_json(), media_type="application/json", headers=headers)
+    if isinstance(result, bytes):
+        return Response(result, media_type="application/json", headers=headers)
+    return StreamingResponse(result, media_type="text/event-stream", headers=headers)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

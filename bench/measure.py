@@ -1,0 +1,123 @@
+"""Measuring: per-request latency and time to first byte (interleaved), and throughput.
+
+Latency uses one keep-alive ``http.client`` connection per target, the lightest
+client the standard library has, and visits the targets in a shuffled order
+each round so no target is favoured by when it runs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+def body(model: str, stream: bool = False) -> bytes:
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}],
+                       "max_tokens": 5, "stream": stream}).encode()
+
+
+@dataclass
+class Endpoint:
+    """One thing to time: a URL and the body to POST to it."""
+
+    name: str
+    url: str
+    payload: bytes
+
+    def connect(self) -> http.client.HTTPConnection:
+        parts = urlsplit(self.url)
+        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+
+def _one_request(conn: http.client.HTTPConnection, endpoint: Endpoint) -> float:
+    path = urlsplit(endpoint.url).path
+    started = time.perf_counter()
+    conn.request("POST", path, endpoint.payload, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    elapsed = time.perf_counter() - started
+    if response.status != 200:
+        raise RuntimeError(f"{endpoint.name} answered {response.status}")
+    return elapsed
+
+
+def _first_event(conn: http.client.HTTPConnection, endpoint: Endpoint) -> float:
+    path = urlsplit(endpoint.url).path
+    started = time.perf_counter()
+    conn.request("POST", path, endpoint.payload, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    while not response.readline().startswith(b"data:"):
+        pass
+    elapsed = time.perf_counter() - started
+    response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{endpoint.name} answered {response.status}")
+    return elapsed
+
+
+def interleaved(endpoints: list[Endpoint], rounds: int, warmup: int,
+                stream: bool = False) -> dict[str, list[float]]:
+    """Seconds per request (or to the first SSE event) for each endpoint, A B A B..."""
+    timer: Callable[[http.client.HTTPConnection, Endpoint], float] = (
+        _first_event if stream else _one_request)
+    connections = {e.name: e.connect() for e in endpoints}
+    samples: dict[str, list[float]] = {e.name: [] for e in endpoints}
+    order = list(endpoints)
+    for index in range(warmup + rounds):
+        random.shuffle(order)
+        for endpoint in order:
+            elapsed = timer(connections[endpoint.name], endpoint)
+            if index >= warmup:
+                samples[endpoint.name].append(elapsed)
+    for conn in connections.values():
+        conn.close()
+    return samples
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+_WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[%s]]
+"""
+
+
+def throughput(endpoint: Endpoint, connections: int, seconds: float) -> tuple[float, str]:
+    """Requests per second at ``connections`` concurrent connections, and the tool used."""
+    wrk = shutil.which("wrk")
+    if wrk:
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(_WRK_SCRIPT % endpoint.payload.decode())
+        output = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s",
+             script.name, endpoint.url], capture_output=True, text=True, check=True,
+        ).stdout
+        Path(script.name).unlink()
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+        if errors:
+            raise RuntimeError(f"{endpoint.name}: {errors.group(1)} failed requests under load")
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "wrk"
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.load", endpoint.url, endpoint.payload.decode(),
+         str(connections), str(seconds)], capture_output=True, text=True, check=True,
+    ).stdout
+    return float(json.loads(output)["requests_per_second"]), "bench.load (asyncio)"

@@ -1,0 +1,166 @@
+"""Starting the servers under test: the runner and LiteLLM's proxy, each one worker.
+
+Each runs as its own process so its memory can be read from ``/proc`` and
+nothing it does shares an interpreter with the load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL, STREAM_MODEL = "bench-model", "bench-stream"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Target:
+    """A server under test: where it listens and the process that serves it."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory (VmHWM) of the process and its children, in MB."""
+        return sum(_peak_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready in {timeout} s")
+
+
+def _integration(upstream: str, name: str, alias: str, path: str = "/v1") -> dict:
+    return {"authentication_type": "none", "endpoint": f"{upstream}{path}",
+            "model_properties": [{"name": name, "alias": alias,
+                                  "supported_parameters": ["max_tokens", "temperature"]}]}
+
+
+def _handler_integration(alias: str) -> dict:
+    return {"authentication_type": "none",
+            "model_properties": [{"name": alias, "alias": alias}],
+            "custom_llm_config": {"file_name": "offline_echo.py",
+                                  "class_name": "OfflineEchoHandler"}}
+
+
+def write_runner_config(directory: Path, upstream: str, integrations: int) -> None:
+    """The two benchmark models, plus filler up to ``integrations`` (half of them handlers)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"bench": _integration(upstream, MODEL, MODEL),
+             "bench-stream": _integration(upstream, MODEL, STREAM_MODEL, "/stream/v1")}
+    for index in range(integrations - len(files)):
+        name = f"filler-{index:04d}"
+        files[name] = (_handler_integration(f"{name}-model") if index % 2 else
+                       _integration(upstream, f"{name}-model", f"{name}-model"))
+    for name, spec in files.items():
+        (directory / f"{name}.json").write_text(json.dumps(spec))
+
+
+def start_runner(name: str, config_dir: Path) -> Target:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    env.update(RUNNER_LOG_LEVEL="warning")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "serve", "--port", str(port),
+         "--config-dir", str(config_dir), "--custom-llms", str(REPO / "custom_llms")],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/health", process)
+    return Target(name, url, process)
+
+
+def litellm_proxy_command() -> list[str] | None:
+    """How to start LiteLLM's proxy, or None when ``litellm[proxy]`` is not installed."""
+    # Looked up, not imported: importing LiteLLM here would cost this process seconds.
+    if importlib.util.find_spec("litellm.proxy") is None or importlib.util.find_spec(
+        "apscheduler"
+    ) is None:
+        return None
+    cli = shutil.which("litellm", path=str(Path(sys.executable).parent)) or shutil.which("litellm")
+    return [cli] if cli else None
+
+
+def start_litellm_proxy(command: list[str], upstream: str, workdir: Path) -> Target:
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    models = [(MODEL, "/v1"), (STREAM_MODEL, "/stream/v1")]
+    lines = ["model_list:"]
+    for alias, path in models:
+        lines += [f"  - model_name: {alias}", "    litellm_params:",
+                  f"      model: openai/{MODEL}", f"      api_base: {upstream}{path}",
+                  "      api_key: unused"]
+    lines += ["litellm_settings:", "  callbacks: []", "  success_callback: []",
+              "  failure_callback: []", "  telemetry: false",
+              "general_settings:", "  disable_spend_logs: true"]
+    config.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true", "LITELLM_LOG": "ERROR"}
+    process = subprocess.Popen(
+        [*command, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+         "--num_workers", "1"],
+        env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/health/liveliness", process)
+    return Target("LiteLLM proxy", url, process)
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    pids, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        pids.append(pid)
+        stack.extend(children.get(pid, []))
+    return pids
+
+
+def _peak_rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
