@@ -18,6 +18,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from .errors import RunnerError
 from .schema import ApiKeyIntegration, Integration, OAuth2Integration
+from .tls import tls_context
 
 # The OpenAI SDK always sends "Authorization: Bearer <placeholder>"; every flow
 # below replaces or removes it so the placeholder never leaves the process.
@@ -63,6 +64,7 @@ class ClientCredentialsTokens:
             scope=scope,
             token_endpoint_auth_method="client_secret_post",
             timeout=timeout,
+            verify=tls_context(),
         )
         self._lock = asyncio.Lock()
         self._access_token: str | None = None

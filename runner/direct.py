@@ -64,7 +64,12 @@ async def _next_event(lines: AsyncIterator[str]) -> str | None:
     async for line in lines:
         if line.startswith("data:"):
             payload = line[5:].strip()
-            return None if payload == "[DONE]" else payload
+            if payload != "[DONE]":
+                return payload
+            # Read to the end of the body so the connection can be reused.
+            async for _ in lines:
+                pass
+            return None
     return None
 
 

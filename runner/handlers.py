@@ -27,6 +27,10 @@ from .schema import CustomLLMConfig
 
 _MODULE_PREFIX = "_runner_custom_llms"
 
+# The last module imported from each file, with the version it was imported at:
+# integrations sharing a handler file share its module until the file changes.
+_imported: dict[Path, tuple[FileVersion, ModuleType]] = {}
+
 
 @dataclass(frozen=True)
 class FileVersion:
@@ -109,7 +113,13 @@ def load_handler(directory: Path, config: CustomLLMConfig) -> LoadedHandler:
     """Import the file, find the class, build the instance; blocking, so call it in a thread."""
     path = handler_path(directory, config.file_name)
     version = file_version(path)
-    module = _import(path)
+    cached = _imported.get(path)
+    if cached is not None and version is not None and cached[0] == version:
+        module = cached[1]
+    else:
+        module = _import(path)
+        if version is not None:
+            _imported[path] = (version, module)
     handler_class = getattr(module, config.class_name, None)
     if not (inspect.isclass(handler_class) and handler_class.__module__ == module.__name__):
         found = [

@@ -23,6 +23,7 @@ from .handler_adapter import HandlerAdapter
 from .handlers import LoadedHandler
 from .litellm_providers import provider_name
 from .schema import Integration, ModelProperties
+from .tls import tls_context
 
 # Newer OpenAI clients send "max_completion_tokens" where older endpoints take
 # "max_tokens": a model that declares one accepts the other under its own name.
@@ -91,6 +92,7 @@ def open_client(integration: Integration, timeout: float) -> UpstreamClient:
 
     http = httpx.AsyncClient(
         auth=auth,
+        verify=tls_context(),
         timeout=timeout,
         event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
