@@ -32,13 +32,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="seconds per throughput pass (default 10)")
     parser.add_argument("--integrations", type=int, help="for the many-integrations runner")
     parser.add_argument("--no-proxy", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument(
+        "--upstream",
+        choices=["auto", "builtin"],
+        default="auto",
+        help="auto: nginx when installed, else the built-in server",
+    )
+    parser.add_argument(
+        "--load",
+        choices=["auto", "python"],
+        default="auto",
+        help="auto: wrk when installed, else the built-in asyncio client",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     args = parser.parse_args(argv)
     rounds = args.rounds or (30 if args.smoke else 2000)
     seconds = args.seconds or (1 if args.smoke else 10)
     many = args.integrations or (50 if args.smoke else 1000)
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
-        results = _run(Path(tmp), rounds, seconds, many, not args.no_proxy)
+        results = _run(
+            Path(tmp),
+            rounds,
+            seconds,
+            many,
+            not args.no_proxy,
+            prefer_nginx=args.upstream == "auto",
+            prefer_wrk=args.load == "auto",
+        )
     results["mode"] = "smoke" if args.smoke else "full"
     args.json.write_text(json.dumps(results, indent=2))
     print(report(results))
@@ -50,9 +70,17 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _run(workdir: Path, rounds: int, seconds: float, many: int, with_proxy: bool) -> dict:
+def _run(
+    workdir: Path,
+    rounds: int,
+    seconds: float,
+    many: int,
+    with_proxy: bool,
+    prefer_nginx: bool,
+    prefer_wrk: bool,
+) -> dict:
     port = targets.free_port()
-    up_process, up_kind = upstream.start(port, workdir)
+    up_process, up_kind = upstream.start(port, workdir, prefer_nginx)
     up_url = f"http://127.0.0.1:{port}"
     servers: list[targets.Target] = []
     try:
@@ -74,8 +102,9 @@ def _run(workdir: Path, rounds: int, seconds: float, many: int, with_proxy: bool
         else:
             _log("LiteLLM proxy skipped (install with: pip install 'litellm[proxy]')")
         registration = _registration_ms(big.url)
-        return _measure(up_url, up_kind, small, big, proxy, rounds, seconds, many,
-                        registration)
+        return _measure(
+            up_url, up_kind, small, big, proxy, rounds, seconds, many, registration, prefer_wrk
+        )
     finally:
         for server in servers:
             server.stop()
@@ -111,15 +140,28 @@ def _registration_ms(url: str) -> dict[str, float]:
     return {kind: statistics.median(values) for kind, values in timings.items()}
 
 
-def _measure(up_url, up_kind, small, big, proxy, rounds, seconds, many, registration) -> dict:
+def _measure(
+    up_url, up_kind, small, big, proxy, rounds, seconds, many, registration, prefer_wrk
+) -> dict:
     named = [("direct", up_url, "/v1"), ("runner", small.url, ""), ("runner_many", big.url, "")]
     if proxy:
         named.append(("litellm_proxy", proxy.url, ""))
-    plain = [Endpoint(n, f"{u}{p}/chat/completions" if n == "direct" else
-                      f"{u}/v1/chat/completions", measure.body(MODEL)) for n, u, p in named]
-    stream = [Endpoint(n, f"{u}/stream/v1/chat/completions" if n == "direct" else
-                       f"{u}/v1/chat/completions", measure.body(STREAM_MODEL, stream=True))
-              for n, u, _ in named]
+    plain = [
+        Endpoint(
+            n,
+            f"{u}{p}/chat/completions" if n == "direct" else f"{u}/v1/chat/completions",
+            measure.body(MODEL),
+        )
+        for n, u, p in named
+    ]
+    stream = [
+        Endpoint(
+            n,
+            f"{u}/stream/v1/chat/completions" if n == "direct" else f"{u}/v1/chat/completions",
+            measure.body(STREAM_MODEL, stream=True),
+        )
+        for n, u, _ in named
+    ]
     warmup = max(10, rounds // 10)
     _log(f"latency: {rounds} interleaved rounds")
     latency = measure.interleaved(plain, rounds, warmup)
@@ -131,7 +173,7 @@ def _measure(up_url, up_kind, small, big, proxy, rounds, seconds, many, registra
         for endpoint in plain:
             if endpoint.name == "runner_many":
                 continue
-            rate, tool = measure.throughput(endpoint, 32, seconds)
+            rate, tool = measure.throughput(endpoint, 32, seconds, prefer_wrk)
             rates.setdefault(endpoint.name, []).append(rate)
     _log(f"throughput measured with {tool}")
     servers = {"runner": small, "runner_many": big, "litellm_proxy": proxy}
@@ -155,10 +197,12 @@ def _measure(up_url, up_kind, small, big, proxy, rounds, seconds, many, registra
         if name != "direct":
             added = [t - d for t, d in zip(latency[name], latency["direct"], strict=True)]
             added_ttfb = [t - d for t, d in zip(ttfb[name], ttfb["direct"], strict=True)]
-            entry.update(added_p50_ms=measure.p50(added) * 1000,
-                         added_p99_ms=measure.percentile(added, 0.99) * 1000,
-                         ttfb_added_p50_ms=measure.p50(added_ttfb) * 1000,
-                         peak_rss_mb=servers[name].peak_rss_mb())
+            entry.update(
+                added_p50_ms=measure.p50(added) * 1000,
+                added_p99_ms=measure.percentile(added, 0.99) * 1000,
+                ttfb_added_p50_ms=measure.p50(added_ttfb) * 1000,
+                peak_rss_mb=servers[name].peak_rss_mb(),
+            )
         if name in rates:
             entry["requests_per_second"] = statistics.mean(rates[name])
         results["targets"][name] = entry
@@ -176,8 +220,10 @@ def _machine() -> str:
         pass
     import os
 
-    return (f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -188,8 +234,12 @@ def report(results: dict) -> str:
     """The figures as a markdown table, with runner ÷ LiteLLM proxy ratios and the targets."""
     t = results["targets"]
     many = results["many_integrations"]
-    labels = {"direct": f"upstream direct ({results['upstream']})", "runner": "runner",
-              "runner_many": f"runner, {many:,} integrations", "litellm_proxy": "LiteLLM proxy"}
+    labels = {
+        "direct": f"upstream direct ({results['upstream']})",
+        "runner": "runner",
+        "runner_many": f"runner, {many:,} integrations",
+        "litellm_proxy": "LiteLLM proxy",
+    }
     lines = [
         f"Run {results['date']} on {results['machine']}; {results['rounds']} interleaved "
         f"rounds, throughput by {results['load_generator']} at 32 connections.",
@@ -203,14 +253,18 @@ def report(results: dict) -> str:
             continue
         e = t[name]
         if name == "direct":
-            lines.append(f"| {label} | {_fmt(e['p50_ms'])} (absolute) | {_fmt(e['p99_ms'])} "
-                         f"(absolute) | {_fmt(e['ttfb_p50_ms'])} (absolute) | "
-                         f"{_fmt(e.get('requests_per_second'), 0)} | — |")
+            lines.append(
+                f"| {label} | {_fmt(e['p50_ms'])} (absolute) | {_fmt(e['p99_ms'])} "
+                f"(absolute) | {_fmt(e['ttfb_p50_ms'])} (absolute) | "
+                f"{_fmt(e.get('requests_per_second'), 0)} | — |"
+            )
         else:
-            lines.append(f"| {label} | {_fmt(e['added_p50_ms'])} | {_fmt(e['added_p99_ms'])} | "
-                         f"{_fmt(e['ttfb_added_p50_ms'])} | "
-                         f"{_fmt(e.get('requests_per_second'), 0)} | "
-                         f"{_fmt(e['peak_rss_mb'], 0)} |")
+            lines.append(
+                f"| {label} | {_fmt(e['added_p50_ms'])} | {_fmt(e['added_p99_ms'])} | "
+                f"{_fmt(e['ttfb_added_p50_ms'])} | "
+                f"{_fmt(e.get('requests_per_second'), 0)} | "
+                f"{_fmt(e['peak_rss_mb'], 0)} |"
+            )
     runner, proxy = t["runner"], t.get("litellm_proxy")
     if proxy:
         lines.append(
@@ -218,11 +272,15 @@ def report(results: dict) -> str:
             f"{runner['added_p99_ms'] / proxy['added_p99_ms']:.2f} | "
             f"{runner['ttfb_added_p50_ms'] / proxy['ttfb_added_p50_ms']:.2f} | "
             f"{runner['requests_per_second'] / proxy['requests_per_second']:.2f} | "
-            f"{runner['peak_rss_mb'] / proxy['peak_rss_mb']:.2f} |")
+            f"{runner['peak_rss_mb'] / proxy['peak_rss_mb']:.2f} |"
+        )
     reg = results["register_one_more_ms"]
-    lines += ["", f"Registering one more integration with {many:,} present: "
-              f"{reg['plain']:.1f} ms (plain), {reg['handler']:.1f} ms (custom handler), "
-              "wall time of the POST."]
+    lines += [
+        "",
+        f"Registering one more integration with {many:,} present: "
+        f"{reg['plain']:.1f} ms (plain), {reg['handler']:.1f} ms (custom handler), "
+        "wall time of the POST.",
+    ]
     lines += ["", *_verdicts(results)]
     return "\n".join(lines)
 
@@ -233,20 +291,30 @@ def _verdicts(results: dict) -> list[str]:
     checks = []
     if proxy:
         checks += [
-            ("added latency p50 ≤ ½ of LiteLLM proxy's",
-             runner["added_p50_ms"] <= proxy["added_p50_ms"] / 2),
-            ("throughput ≥ 2× LiteLLM proxy's",
-             runner["requests_per_second"] >= 2 * proxy["requests_per_second"]),
+            (
+                "added latency p50 ≤ ½ of LiteLLM proxy's",
+                runner["added_p50_ms"] <= proxy["added_p50_ms"] / 2,
+            ),
+            (
+                "throughput ≥ 2x LiteLLM proxy's",
+                runner["requests_per_second"] >= 2 * proxy["requests_per_second"],
+            ),
             ("peak RSS below LiteLLM proxy's", runner["peak_rss_mb"] < proxy["peak_rss_mb"]),
         ]
     checks += [
         ("added latency p50 ≤ 1 ms (goal)", runner["added_p50_ms"] <= 1.0),
-        ("streaming TTFB overhead ≤ non-streaming overhead",
-         runner["ttfb_added_p50_ms"] <= runner["added_p50_ms"] * 1.1),
-        ("many integrations: added p50 within 10% of the small runner's",
-         many["added_p50_ms"] <= runner["added_p50_ms"] * 1.1),
-        ("registering one more integration < 10 ms",
-         max(results["register_one_more_ms"].values()) < 10),
+        (
+            "streaming TTFB overhead ≤ non-streaming overhead",
+            runner["ttfb_added_p50_ms"] <= runner["added_p50_ms"] * 1.1,
+        ),
+        (
+            "many integrations: added p50 within 10% of the small runner's",
+            many["added_p50_ms"] <= runner["added_p50_ms"] * 1.1,
+        ),
+        (
+            "registering one more integration < 10 ms",
+            max(results["register_one_more_ms"].values()) < 10,
+        ),
     ]
     return [f"- [{'x' if ok else ' '}] {label}" for label, ok in checks]
 

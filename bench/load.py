@@ -40,14 +40,19 @@ async def _worker(host: str, port: int, request: bytes, deadline: float, counts:
 async def _main(url: str, body: str, connections: int, seconds: float) -> float:
     parts = urlsplit(url)
     payload = body.encode()
-    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-               ).encode() + payload
+    request = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
     counts: list[int] = []
     started = time.monotonic()
     deadline = started + seconds
-    await asyncio.gather(*(_worker(parts.hostname, parts.port, request, deadline, counts)
-                           for _ in range(connections)))
+    await asyncio.gather(
+        *(
+            _worker(parts.hostname, parts.port, request, deadline, counts)
+            for _ in range(connections)
+        )
+    )
     return sum(counts) / (time.monotonic() - started)
 
 

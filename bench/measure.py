@@ -24,8 +24,14 @@ from urllib.parse import urlsplit
 
 
 def body(model: str, stream: bool = False) -> bytes:
-    return json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}],
-                       "max_tokens": 5, "stream": stream}).encode()
+    return json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 5,
+            "stream": stream,
+        }
+    ).encode()
 
 
 @dataclass
@@ -67,11 +73,13 @@ def _first_event(conn: http.client.HTTPConnection, endpoint: Endpoint) -> float:
     return elapsed
 
 
-def interleaved(endpoints: list[Endpoint], rounds: int, warmup: int,
-                stream: bool = False) -> dict[str, list[float]]:
+def interleaved(
+    endpoints: list[Endpoint], rounds: int, warmup: int, stream: bool = False
+) -> dict[str, list[float]]:
     """Seconds per request (or to the first SSE event) for each endpoint, A B A B..."""
     timer: Callable[[http.client.HTTPConnection, Endpoint], float] = (
-        _first_event if stream else _one_request)
+        _first_event if stream else _one_request
+    )
     connections = {e.name: e.connect() for e in endpoints}
     samples: dict[str, list[float]] = {e.name: [] for e in endpoints}
     order = list(endpoints)
@@ -101,15 +109,27 @@ wrk.body = [[%s]]
 """
 
 
-def throughput(endpoint: Endpoint, connections: int, seconds: float) -> tuple[float, str]:
+def throughput(
+    endpoint: Endpoint, connections: int, seconds: float, prefer_wrk: bool = True
+) -> tuple[float, str]:
     """Requests per second at ``connections`` concurrent connections, and the tool used."""
-    wrk = shutil.which("wrk")
+    wrk = shutil.which("wrk") if prefer_wrk else None
     if wrk:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(_WRK_SCRIPT % endpoint.payload.decode())
         output = subprocess.run(
-            [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s",
-             script.name, endpoint.url], capture_output=True, text=True, check=True,
+            [
+                wrk,
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "-s",
+                script.name,
+                endpoint.url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         Path(script.name).unlink()
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -117,7 +137,17 @@ def throughput(endpoint: Endpoint, connections: int, seconds: float) -> tuple[fl
             raise RuntimeError(f"{endpoint.name}: {errors.group(1)} failed requests under load")
         return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "wrk"
     output = subprocess.run(
-        [sys.executable, "-m", "bench.load", endpoint.url, endpoint.payload.decode(),
-         str(connections), str(seconds)], capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            endpoint.url,
+            endpoint.payload.decode(),
+            str(connections),
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(json.loads(output)["requests_per_second"]), "bench.load (asyncio)"

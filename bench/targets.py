@@ -64,27 +64,37 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> Non
 
 
 def _integration(upstream: str, name: str, alias: str, path: str = "/v1") -> dict:
-    return {"authentication_type": "none", "endpoint": f"{upstream}{path}",
-            "model_properties": [{"name": name, "alias": alias,
-                                  "supported_parameters": ["max_tokens", "temperature"]}]}
+    return {
+        "authentication_type": "none",
+        "endpoint": f"{upstream}{path}",
+        "model_properties": [
+            {"name": name, "alias": alias, "supported_parameters": ["max_tokens", "temperature"]}
+        ],
+    }
 
 
 def _handler_integration(alias: str) -> dict:
-    return {"authentication_type": "none",
-            "model_properties": [{"name": alias, "alias": alias}],
-            "custom_llm_config": {"file_name": "offline_echo.py",
-                                  "class_name": "OfflineEchoHandler"}}
+    return {
+        "authentication_type": "none",
+        "model_properties": [{"name": alias, "alias": alias}],
+        "custom_llm_config": {"file_name": "offline_echo.py", "class_name": "OfflineEchoHandler"},
+    }
 
 
 def write_runner_config(directory: Path, upstream: str, integrations: int) -> None:
     """The two benchmark models, plus filler up to ``integrations`` (half of them handlers)."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = {"bench": _integration(upstream, MODEL, MODEL),
-             "bench-stream": _integration(upstream, MODEL, STREAM_MODEL, "/stream/v1")}
+    files = {
+        "bench": _integration(upstream, MODEL, MODEL),
+        "bench-stream": _integration(upstream, MODEL, STREAM_MODEL, "/stream/v1"),
+    }
     for index in range(integrations - len(files)):
         name = f"filler-{index:04d}"
-        files[name] = (_handler_integration(f"{name}-model") if index % 2 else
-                       _integration(upstream, f"{name}-model", f"{name}-model"))
+        files[name] = (
+            _handler_integration(f"{name}-model")
+            if index % 2
+            else _integration(upstream, f"{name}-model", f"{name}-model")
+        )
     for name, spec in files.items():
         (directory / f"{name}.json").write_text(json.dumps(spec))
 
@@ -94,9 +104,22 @@ def start_runner(name: str, config_dir: Path) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
     env.update(RUNNER_LOG_LEVEL="warning")
     process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "serve", "--port", str(port),
-         "--config-dir", str(config_dir), "--custom-llms", str(REPO / "custom_llms")],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "runner.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--config-dir",
+            str(config_dir),
+            "--custom-llms",
+            str(REPO / "custom_llms"),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     wait_ready(f"{url}/health", process)
@@ -106,9 +129,10 @@ def start_runner(name: str, config_dir: Path) -> Target:
 def litellm_proxy_command() -> list[str] | None:
     """How to start LiteLLM's proxy, or None when ``litellm[proxy]`` is not installed."""
     # Looked up, not imported: importing LiteLLM here would cost this process seconds.
-    if importlib.util.find_spec("litellm.proxy") is None or importlib.util.find_spec(
-        "apscheduler"
-    ) is None:
+    if (
+        importlib.util.find_spec("litellm.proxy") is None
+        or importlib.util.find_spec("apscheduler") is None
+    ):
         return None
     cli = shutil.which("litellm", path=str(Path(sys.executable).parent)) or shutil.which("litellm")
     return [cli] if cli else None
@@ -120,19 +144,45 @@ def start_litellm_proxy(command: list[str], upstream: str, workdir: Path) -> Tar
     models = [(MODEL, "/v1"), (STREAM_MODEL, "/stream/v1")]
     lines = ["model_list:"]
     for alias, path in models:
-        lines += [f"  - model_name: {alias}", "    litellm_params:",
-                  f"      model: openai/{MODEL}", f"      api_base: {upstream}{path}",
-                  "      api_key: unused"]
-    lines += ["litellm_settings:", "  callbacks: []", "  success_callback: []",
-              "  failure_callback: []", "  telemetry: false",
-              "general_settings:", "  disable_spend_logs: true"]
+        lines += [
+            f"  - model_name: {alias}",
+            "    litellm_params:",
+            f"      model: openai/{MODEL}",
+            f"      api_base: {upstream}{path}",
+            "      api_key: unused",
+        ]
+    lines += [
+        "litellm_settings:",
+        "  callbacks: []",
+        "  success_callback: []",
+        "  failure_callback: []",
+        "  telemetry: false",
+        "general_settings:",
+        "  disable_spend_logs: true",
+    ]
     config.write_text("\n".join(lines) + "\n")
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true", "LITELLM_LOG": "ERROR"}
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+        "LITELLM_LOG": "ERROR",
+    }
     process = subprocess.Popen(
-        [*command, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-         "--num_workers", "1"],
-        env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            *command,
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     wait_ready(f"{url}/health/liveliness", process)

@@ -43,17 +43,29 @@ def start(port: int, workdir: Path, prefer_nginx: bool = True) -> tuple[subproce
             .replace("@COMPLETION@", COMPLETION.decode())
             .replace("@STREAM@", STREAM.decode().replace("\n", "\\n"))
         )
-        process = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [nginx, "-p", str(workdir), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         return process, "nginx"
-    process = subprocess.Popen([sys.executable, "-m", "bench.upstream", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.upstream", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return process, "built-in asyncio server"
 
 
 def _response(body: bytes, content_type: bytes) -> bytes:
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\nContent-Length: "
-            + str(len(body)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\nConnection: keep-alive\r\n\r\n"
+        + body
+    )
 
 
 _RESPONSES = {

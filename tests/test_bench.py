@@ -1,0 +1,43 @@
+"""The benchmark keeps working: a seconds-long smoke run, never a timed assertion."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .test_cli import REPO
+
+
+def test_benchmark_smoke_run(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--upstream",
+            "builtin",
+            "--load",
+            "python",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["upstream"] == "built-in asyncio server"
+    assert results["load_generator"] == "bench.load (asyncio)"
+    assert set(results["targets"]) == {"direct", "runner", "runner_many", "litellm_proxy"}
+    for name in ("runner", "runner_many", "litellm_proxy"):
+        figures = results["targets"][name]
+        assert figures["peak_rss_mb"] > 0 and figures["p50_ms"] > 0
+    assert results["targets"]["runner"]["requests_per_second"] > 0
+    assert "| **runner ÷ proxy** |" in result.stdout
+    assert set(results["register_one_more_ms"]) == {"plain", "handler"}
