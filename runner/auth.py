@@ -1,16 +1,18 @@
-"""Upstream authentication as ``httpx.Auth`` flows, one per integration.
+"""Upstream credentials, applied at send time by whichever client makes the call.
 
-The credentials are applied at send time, inside the integration's pooled HTTP
-client, so neither LiteLLM nor its logging ever holds a secret, and the OAuth2
-flow can see an upstream 401 and retry the very same request once with a fresh
-token.
+An integration's :class:`Credentials` say which headers authenticate a request
+and, for OAuth2, how to recover from a 401. The same object serves the three
+ways a call leaves the runner: the fast path's aiohttp requests, the ``httpx``
+client LiteLLM drives (through :class:`HttpxAuth`), and custom handlers (which
+get the secret and headers as arguments). Neither LiteLLM nor its logging ever
+holds a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Generator
 
 import httpx
 from authlib.integrations.base_client import OAuthError
@@ -20,30 +22,34 @@ from .errors import RunnerError
 from .schema import ApiKeyIntegration, Integration, OAuth2Integration
 from .tls import tls_context
 
-# The OpenAI SDK always sends "Authorization: Bearer <placeholder>"; every flow
-# below replaces or removes it so the placeholder never leaves the process.
-_SDK_PLACEHOLDER_HEADER = "Authorization"
+Resolved = tuple[str | None, dict[str, str]]
+"""A credential: the secret itself (API key or access token, if any) and its headers."""
+
+# The OpenAI SDK always sends "Authorization: Bearer <placeholder>"; HttpxAuth
+# replaces or removes it so the placeholder never leaves the process.
+_AUTHORIZATION = "Authorization"
 
 
-class NoAuth(httpx.Auth):
-    """For endpoints that take no credentials: send none at all."""
+class Credentials:
+    """No credentials at all; the base for those that have some."""
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers.pop(_SDK_PLACEHOLDER_HEADER, None)
-        yield request
+    async def resolve(self) -> Resolved:
+        return None, {}
+
+    async def renew(self, rejected: str | None) -> Resolved | None:
+        """After a 401 for ``rejected``: fresh credentials to retry with once, or None."""
+        return None
 
 
-class ApiKeyAuth(httpx.Auth):
+class ApiKeyCredentials(Credentials):
     """A static key in a header of the provider's choosing (bearer tokens included)."""
 
     def __init__(self, header: str, value: str) -> None:
-        self._header = header
         self._value = value
+        self._headers = {header: value}
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers.pop(_SDK_PLACEHOLDER_HEADER, None)
-        request.headers[self._header] = self._value
-        yield request
+    async def resolve(self) -> Resolved:
+        return self._value, self._headers
 
 
 class ClientCredentialsTokens:
@@ -122,74 +128,60 @@ def _token_error(detail: str) -> RunnerError:
     )
 
 
-class OAuth2Auth(httpx.Auth):
-    """Bearer tokens from :class:`ClientCredentialsTokens`, retried once on a 401."""
+class OAuth2Credentials(Credentials):
+    """Bearer access tokens from :class:`ClientCredentialsTokens`; a 401 renews once."""
 
     def __init__(self, tokens: ClientCredentialsTokens) -> None:
-        self._tokens = tokens
+        self.tokens = tokens
+
+    async def resolve(self) -> Resolved:
+        token = await self.tokens.get()
+        return token, {_AUTHORIZATION: f"Bearer {token}"}
+
+    async def renew(self, rejected: str | None) -> Resolved | None:
+        token = await self.tokens.renew(rejected=rejected or "")
+        return token, {_AUTHORIZATION: f"Bearer {token}"}
+
+
+class HttpxAuth(httpx.Auth):
+    """:class:`Credentials` as an httpx auth flow, for the client LiteLLM drives."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("OAuth2 upstream auth is only available on async clients")
+        raise RuntimeError("upstream auth is only available on async clients")
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self._tokens.get()
-        request.headers[_SDK_PLACEHOLDER_HEADER] = f"Bearer {token}"
+        secret, headers = await self._credentials.resolve()
+        request.headers.pop(_AUTHORIZATION, None)
+        request.headers.update(headers)
         response = yield request
         if response.status_code == 401:
-            token = await self._tokens.renew(rejected=token)
-            request.headers[_SDK_PLACEHOLDER_HEADER] = f"Bearer {token}"
-            yield request
+            renewed = await self._credentials.renew(secret)
+            if renewed is not None:
+                request.headers.update(renewed[1])
+                yield request
 
 
-def auth_for(
-    integration: Integration, timeout: float
-) -> tuple[httpx.Auth, ClientCredentialsTokens | None]:
-    """The auth flow an integration needs, and its token cache if it has one."""
+def credentials_for(integration: Integration, timeout: float) -> Credentials:
+    """The credentials an integration's authentication_type calls for."""
     if isinstance(integration, ApiKeyIntegration):
-        return ApiKeyAuth(
+        return ApiKeyCredentials(
             integration.api_key_header, integration.api_key_value.get_secret_value()
-        ), None
-    if isinstance(integration, OAuth2Integration):
-        tokens = ClientCredentialsTokens(
-            token_url=integration.oauth2_token_url,
-            client_id=integration.token.client_id,
-            client_secret=integration.token.client_secret.get_secret_value(),
-            scope=integration.authentication_scope,
-            timeout=timeout,
         )
-        return OAuth2Auth(tokens), tokens
-    return NoAuth(), None
-
-
-def handler_credentials(
-    integration: Integration, tokens: ClientCredentialsTokens | None
-) -> Callable[[], Awaitable[tuple[str | None, dict[str, str]]]]:
-    """The integration's auth as a custom handler receives it: ``api_key`` and headers.
-
-    A handler does its own HTTP, so it gets the credential itself: the API key
-    (bearer value included) or a current OAuth2 access token.
-    """
-    if isinstance(integration, ApiKeyIntegration):
-        value = integration.api_key_value.get_secret_value()
-        static = (value, {integration.api_key_header: value})
-
-        async def api_key() -> tuple[str | None, dict[str, str]]:
-            return static[0], dict(static[1])
-
-        return api_key
-    if tokens is not None:
-
-        async def oauth2() -> tuple[str | None, dict[str, str]]:
-            token = await tokens.get()
-            return token, {_SDK_PLACEHOLDER_HEADER: f"Bearer {token}"}
-
-        return oauth2
-
-    async def none() -> tuple[str | None, dict[str, str]]:
-        return None, {}
-
-    return none
+    if isinstance(integration, OAuth2Integration):
+        return OAuth2Credentials(
+            ClientCredentialsTokens(
+                token_url=integration.oauth2_token_url,
+                client_id=integration.token.client_id,
+                client_secret=integration.token.client_secret.get_secret_value(),
+                scope=integration.authentication_scope,
+                timeout=timeout,
+            )
+        )
+    return Credentials()

@@ -1,24 +1,27 @@
-"""The fast path: plain OpenAI-compatible calls sent straight over the integration's client.
+"""The fast path: plain OpenAI-compatible calls sent straight to the upstream.
 
-LiteLLM spends several milliseconds of CPU per call (logging objects, cost
-lookups, response re-validation) translating between formats that, for an
-OpenAI-compatible upstream, are already the same. This path skips that: the
-filtered request goes out through the integration's pooled ``httpx`` client —
-the one LiteLLM uses, with the same auth flow, 401 refresh and fixed headers —
-and the upstream's JSON comes back with only ``model`` set to the alias.
-Errors map exactly as on the LiteLLM path (:mod:`runner.upstream_errors`).
-``RUNNER_FAST_PATH=false`` turns it off; the test suite runs on both paths.
+LiteLLM spends milliseconds of CPU per call (logging objects, cost lookups,
+response re-validation) translating between formats that, for an
+OpenAI-compatible upstream, are already the same; and httpx's connection pool
+collapses under concurrency (~150 req/s at 32 connections here, against ~4,000
+for aiohttp). This path sends the filtered request with aiohttp, with the same
+credentials, 401 renewal and fixed headers as the LiteLLM path, and returns the
+upstream's JSON with only ``model`` set to the alias. Errors map exactly as on
+the LiteLLM path (:mod:`runner.upstream_errors`). ``RUNNER_FAST_PATH=false``
+turns it off; the test suite runs on both paths.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 
+from .auth import Credentials
+from .tls import tls_context
 from .upstream_errors import as_runner_error, error_event, status_error
 
 if TYPE_CHECKING:
@@ -27,12 +30,29 @@ if TYPE_CHECKING:
 _JSON = {"Content-Type": "application/json"}
 
 
+def open_session(timeout: float) -> aiohttp.ClientSession:
+    """The one connection pool all fast-path calls of a runner share.
+
+    No cookie jar (upstreams must not see each other's cookies), proxies from
+    the environment as httpx would, and ``timeout`` as the longest wait for a
+    connection or for the next bytes of an answer.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=tls_context()),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+        trust_env=True,
+    )
+
+
 @dataclass(frozen=True)
 class DirectRoute:
-    """Where a plain deployment's requests go: its URL and the client that signs them."""
+    """Where a plain deployment's requests go, and what they carry besides the body."""
 
-    http: httpx.AsyncClient
+    session: aiohttp.ClientSession
     url: str
+    credentials: Credentials
+    fixed_headers: Mapping[str, str]
 
 
 async def complete(call: PreparedCall, route: DirectRoute) -> bytes | AsyncIterator[bytes]:
@@ -40,53 +60,62 @@ async def complete(call: PreparedCall, route: DirectRoute) -> bytes | AsyncItera
     body = json.dumps(
         {"model": deployment.upstream_model, "messages": call.messages, **call.params}
     ).encode()
-    headers = {**_JSON, **call.headers} if call.headers else _JSON
-    request = route.http.build_request("POST", route.url, content=body, headers=headers)
-    response: httpx.Response | None = None
+    response: aiohttp.ClientResponse | None = None
     try:
-        response = await route.http.send(request, stream=call.stream)
-        if response.status_code >= 400:
-            await response.aread()
-            raise status_error(deployment, response.status_code, _upstream_message(response))
+        response = await _send(route, body, call.headers)
+        if response.status >= 400:
+            detail = _upstream_message(await response.read(), response.reason)
+            raise status_error(deployment, response.status, detail)
         if not call.stream:
-            return _with_alias(response.content, deployment.alias)
-        events = response.aiter_lines()
-        first = await _next_event(events)
+            return _with_alias(await response.read(), deployment.alias)
+        first = await _next_event(response)
     except Exception as exc:
         if response is not None:
-            await response.aclose()
+            response.release()
         raise as_runner_error(exc, deployment) from exc
-    return _sse(first, events, response, call)
+    return _sse(first, response, call)
 
 
-async def _next_event(lines: AsyncIterator[str]) -> str | None:
+async def _send(route: DirectRoute, body: bytes, mapped: dict[str, str]) -> aiohttp.ClientResponse:
+    """POST with credentials, mapped headers and (last) fixed headers; renew once on a 401."""
+    secret, auth_headers = await route.credentials.resolve()
+    headers = {**_JSON, **auth_headers, **mapped, **route.fixed_headers}
+    response = await route.session.post(route.url, data=body, headers=headers)
+    if response.status == 401:
+        renewed = await route.credentials.renew(secret)
+        if renewed is not None:
+            response.release()
+            headers = {**_JSON, **renewed[1], **mapped, **route.fixed_headers}
+            response = await route.session.post(route.url, data=body, headers=headers)
+    return response
+
+
+async def _next_event(response: aiohttp.ClientResponse) -> bytes | None:
     """The next SSE ``data:`` payload, or None at the end of the stream."""
-    async for line in lines:
-        if line.startswith("data:"):
+    async for line in response.content:
+        if line.startswith(b"data:"):
             payload = line[5:].strip()
-            if payload != "[DONE]":
+            if payload != b"[DONE]":
                 return payload
-            # Read to the end of the body so the connection can be reused.
-            async for _ in lines:
-                pass
+            await response.read()  # to the end of the body, so the connection is reused
             return None
     return None
 
 
 async def _sse(
-    first: str | None, lines: AsyncIterator[str], response: httpx.Response, call: PreparedCall
+    first: bytes | None, response: aiohttp.ClientResponse, call: PreparedCall
 ) -> AsyncIterator[bytes]:
     alias = call.deployment.alias
     payload = first
     try:
         while payload is not None:
-            yield b"data: " + _with_alias(payload.encode(), alias) + b"\n\n"
-            payload = await _next_event(lines)
+            yield b"data: " + _with_alias(payload, alias) + b"\n\n"
+            payload = await _next_event(response)
     except Exception as exc:
         yield error_event(as_runner_error(exc, call.deployment))
         return
     finally:
-        await response.aclose()
+        response.release()
     yield b"data: [DONE]\n\n"
 
 
@@ -102,13 +131,13 @@ def _with_alias(raw: bytes, alias: str) -> bytes:
     return raw
 
 
-def _upstream_message(response: httpx.Response) -> str:
+def _upstream_message(raw: bytes, reason: str | None) -> str:
     try:
-        error = response.json().get("error")
+        error = json.loads(raw).get("error")
     except (ValueError, AttributeError):
         error = None
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])
     if isinstance(error, str):
         return error
-    return response.text[:500] or response.reason_phrase
+    return raw[:500].decode(errors="replace") or reason or "no detail"

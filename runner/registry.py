@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import aiohttp
+
+from .direct import open_session
 from .errors import IntegrationInvalid, Problem, RunnerError
 from .handlers import LoadedHandler, file_version, load_handler
 from .litellm_providers import provider_name, register_provider, unregister_provider
@@ -49,6 +52,7 @@ class Registry:
         self._timeout = settings.upstream_timeout
         self._integrations: dict[str, Registered] = {}
         self.handler_errors: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
         self._routes: Mapping[str, Deployment] = MappingProxyType({})
         self._write_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -91,7 +95,7 @@ class Registry:
             else:
                 client = open_client(spec, self._timeout)
             deployments = tuple(
-                deployments_for(name, spec, client, self._timeout, self._settings.fast_path)
+                deployments_for(name, spec, client, self._timeout, self._direct_session())
             )
             previous = self._integrations.get(name)
             self._integrations[name] = Registered(name, spec, client, deployments)
@@ -173,6 +177,14 @@ class Registry:
             unregister_provider(provider_name(registered.name))
         self._integrations.clear()
         self._rebuild_routes()
+        if self._session is not None:
+            await self._session.close()
+
+    def _direct_session(self) -> aiohttp.ClientSession | None:
+        """The fast path's shared connection pool, opened on first use (inside the loop)."""
+        if self._settings.fast_path and self._session is None:
+            self._session = open_session(self._timeout)
+        return self._session
 
     def _rebuild_routes(self) -> None:
         routes: dict[str, Deployment] = {}

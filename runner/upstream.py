@@ -2,9 +2,9 @@
 
 Everything a call needs that does not depend on the request is computed here,
 once, at registration: the LiteLLM model string, a pooled OpenAI client whose
-HTTP layer carries the integration's auth and fixed headers, the map from
-caller parameter names to the names sent upstream. The hot path then only
-filters the request and hands LiteLLM a ready set of keyword arguments.
+HTTP layer carries the integration's auth and fixed headers, the fast path's
+route, the map from caller parameter names to the names sent upstream. The hot
+path then only filters the request and sends it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import aiohttp
 import httpx
 from openai import AsyncOpenAI
 
-from .auth import ClientCredentialsTokens, auth_for, handler_credentials
+from .auth import Credentials, HttpxAuth, OAuth2Credentials, credentials_for
 from .direct import DirectRoute
 from .handler_adapter import HandlerAdapter
 from .handlers import LoadedHandler
@@ -35,21 +36,21 @@ _SDK_PLACEHOLDER_KEY = "runner-sends-its-own-credentials"
 class UpstreamClient:
     """What one integration holds open, shared by its models.
 
-    An OpenAI-compatible integration has a pooled, authenticated HTTP client; a
-    handler integration has its :class:`HandlerAdapter` instead. Either may own
-    an OAuth2 token cache.
+    Both kinds have the integration's credentials (and with them, for OAuth2, a
+    token cache). An OpenAI-compatible integration has a pooled, authenticated
+    HTTP client for LiteLLM; a handler integration has its :class:`HandlerAdapter`.
     """
 
+    credentials: Credentials
     openai: AsyncOpenAI | None = None
     http: httpx.AsyncClient | None = None
-    tokens: ClientCredentialsTokens | None = None
     handler: HandlerAdapter | None = None
 
     async def aclose(self) -> None:
         if self.http is not None:
             await self.http.aclose()
-        if self.tokens is not None:
-            await self.tokens.aclose()
+        if isinstance(self.credentials, OAuth2Credentials):
+            await self.credentials.tokens.aclose()
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,21 @@ def open_handler(
     name: str, integration: Integration, loaded: LoadedHandler, timeout: float
 ) -> UpstreamClient:
     """Wrap a loaded handler so LiteLLM can call it with the integration's credentials."""
-    _, tokens = auth_for(integration, timeout)
+    credentials = credentials_for(integration, timeout)
     adapter = HandlerAdapter(
         provider=provider_name(name),
         integration=name,
         loaded=loaded,
-        credentials=handler_credentials(integration, tokens),
+        credentials=credentials.resolve,
         fixed_headers=integration.headers,
         timeout=timeout,
     )
-    return UpstreamClient(tokens=tokens, handler=adapter)
+    return UpstreamClient(credentials=credentials, handler=adapter)
 
 
 def open_client(integration: Integration, timeout: float) -> UpstreamClient:
     """A client for ``integration.endpoint`` that authenticates every request it sends."""
-    auth, tokens = auth_for(integration, timeout)
+    credentials = credentials_for(integration, timeout)
     fixed_headers = dict(integration.headers)
 
     async def apply_fixed_headers(request: httpx.Request) -> None:
@@ -91,7 +92,7 @@ def open_client(integration: Integration, timeout: float) -> UpstreamClient:
         request.headers.update(fixed_headers)
 
     http = httpx.AsyncClient(
-        auth=auth,
+        auth=HttpxAuth(credentials),
         verify=tls_context(),
         timeout=timeout,
         event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},
@@ -104,7 +105,7 @@ def open_client(integration: Integration, timeout: float) -> UpstreamClient:
         max_retries=0,
         timeout=timeout,
     )
-    return UpstreamClient(openai=openai, http=http, tokens=tokens)
+    return UpstreamClient(credentials=credentials, openai=openai, http=http)
 
 
 def accepted_parameters(model: ModelProperties) -> dict[str, str]:
@@ -126,16 +127,22 @@ def deployments_for(
     integration: Integration,
     client: UpstreamClient,
     timeout: float,
-    fast_path: bool = True,
+    session: aiohttp.ClientSession | None = None,
 ) -> list[Deployment]:
     """One deployment per model of the integration, ready to hand to LiteLLM.
 
-    With ``fast_path``, a plain OpenAI-compatible deployment also gets a
-    :class:`DirectRoute`, which the call path prefers (see :mod:`runner.direct`).
+    Given a ``session`` (the fast path is on), a plain OpenAI-compatible
+    deployment also gets a :class:`DirectRoute`, which the call path prefers
+    (see :mod:`runner.direct`).
     """
     direct = (
-        DirectRoute(client.http, f"{integration.endpoint}/chat/completions")
-        if fast_path and client.http is not None and integration.endpoint
+        DirectRoute(
+            session=session,
+            url=f"{integration.endpoint}/chat/completions",
+            credentials=client.credentials,
+            fixed_headers=MappingProxyType(dict(integration.headers)),
+        )
+        if session is not None and client.http is not None and integration.endpoint
         else None
     )
     deployments = []

@@ -12,6 +12,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, TypeVar
 
+import aiohttp
 import httpx
 import litellm
 
@@ -57,13 +58,16 @@ def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
     if own is not None:
         return own
     detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    if isinstance(exc, litellm.Timeout) or _in_chain(exc, httpx.TimeoutException):
+    if (
+        isinstance(exc, litellm.Timeout | TimeoutError)
+        or _in_chain(exc, httpx.TimeoutException) is not None
+    ):
         return RunnerError(
             f"{where(deployment)} timed out: {detail}", 504, "upstream_timeout", "timeout"
         )
     # LiteLLM reports a refused connection as a 500 "InternalServerError"; the
     # network error underneath tells the truth.
-    network = _in_chain(exc, httpx.TransportError)
+    network = _in_chain(exc, httpx.TransportError) or _in_chain(exc, aiohttp.ClientError)
     if network is not None or isinstance(exc, litellm.APIConnectionError):
         reason = f"{type(network).__name__}: {network}" if network is not None else detail
         return RunnerError(
