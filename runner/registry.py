@@ -37,11 +37,12 @@ class Registered:
     spec: Integration
     client: UpstreamClient
     deployments: tuple[Deployment, ...]
+    default: Deployment
 
     @property
-    def default(self) -> Deployment:
-        wanted = self.spec.default_model_properties.caller_alias
-        return next(d for d in self.deployments if d.alias == wanted)
+    def model_ids(self) -> dict[str, Deployment]:
+        """What callers may send as ``model`` to reach it: its name, then its aliases."""
+        return {self.name: self.default, **{d.alias: d for d in self.deployments}}
 
 
 class Registry:
@@ -89,7 +90,7 @@ class Registry:
         _check_name(name)
         loaded = await self._load_handler(spec) if spec.custom_llm_config else None
         async with self._write_lock:
-            _check_conflicts(name, spec, self._integrations)
+            _check_conflicts(name, spec, self._routes, self._integrations)
             if loaded is not None:
                 client = open_handler(name, spec, loaded, self._timeout)
             else:
@@ -98,13 +99,16 @@ class Registry:
                 deployments_for(name, spec, client, self._timeout, self._direct_session())
             )
             previous = self._integrations.get(name)
-            self._integrations[name] = Registered(name, spec, client, deployments)
+            wanted = spec.default_model_properties.caller_alias
+            default = next(d for d in deployments if d.alias == wanted)
+            registered = Registered(name, spec, client, deployments, default)
+            self._integrations[name] = registered
             self.handler_errors.pop(name, None)
             if client.handler is not None:
                 register_provider(client.handler.provider, client.handler)
             else:
                 unregister_provider(provider_name(name))
-            self._rebuild_routes()
+            self._reroute(previous, registered)
         if previous is not None:
             self._retire(previous)
         log.info("registered integration %r (%d models)", name, len(deployments))
@@ -121,7 +125,7 @@ class Registry:
                 )
             self.handler_errors.pop(name, None)
             unregister_provider(provider_name(name))
-            self._rebuild_routes()
+            self._reroute(previous, None)
         self._retire(previous)
         log.info("removed integration %r", name)
 
@@ -176,7 +180,7 @@ class Registry:
             await registered.client.aclose()
             unregister_provider(provider_name(registered.name))
         self._integrations.clear()
-        self._rebuild_routes()
+        self._routes = MappingProxyType({})
         if self._session is not None:
             await self._session.close()
 
@@ -186,12 +190,18 @@ class Registry:
             self._session = open_session(self._timeout)
         return self._session
 
-    def _rebuild_routes(self) -> None:
-        routes: dict[str, Deployment] = {}
-        for registered in self._integrations.values():
-            routes[registered.name] = registered.default
-        for registered in self._integrations.values():
-            routes.update((d.alias, d) for d in registered.deployments)
+    def _reroute(self, old: Registered | None, new: Registered | None) -> None:
+        """Swap one integration's model ids in the routing table, in one assignment.
+
+        Copy-on-write costs a C-level dict copy; readers never see a half-made table,
+        and registration stays independent of how many integrations there are.
+        """
+        routes = dict(self._routes)
+        if old is not None:
+            for model_id in old.model_ids:
+                routes.pop(model_id, None)
+        if new is not None:
+            routes.update(new.model_ids)
         self._routes = MappingProxyType(routes)
 
     def _retire(self, old: Registered) -> None:
@@ -219,22 +229,29 @@ def _check_name(name: str) -> None:
         )
 
 
-def _check_conflicts(name: str, spec: Integration, existing: Mapping[str, Registered]) -> None:
+def _check_conflicts(
+    name: str,
+    spec: Integration,
+    routes: Mapping[str, Deployment],
+    integrations: Mapping[str, Registered],
+) -> None:
     """Model ids are global: an alias or integration name may be claimed only once."""
-    claimed: dict[str, str] = {}
-    for other in existing.values():
-        if other.name == name:
-            continue
-        claimed[other.name] = f"is the name of integration {other.name!r}"
-        for deployment in other.deployments:
-            claimed[deployment.alias] = f"is already an alias of integration {other.name!r}"
+
+    def claimed(model_id: str) -> str | None:
+        owner = routes.get(model_id)
+        if owner is None or owner.integration == name:
+            return None
+        if model_id in integrations:
+            return f"is the name of integration {model_id!r}"
+        return f"is already an alias of integration {owner.integration!r}"
+
     problems = []
-    if name in claimed:
+    if (owner := claimed(name)) is not None:
         problems.append(
-            Problem("name", f"{name!r} {claimed[name]}; pick an integration name no model uses")
+            Problem("name", f"{name!r} {owner}; pick an integration name no model uses")
         )
     for index, model in enumerate(spec.model_properties):
-        owner = claimed.get(model.caller_alias)
+        owner = claimed(model.caller_alias)
         if owner is not None:
             problems.append(
                 Problem(

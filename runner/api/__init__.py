@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from ..errors import RunnerError
@@ -20,6 +21,21 @@ from ..watcher import watch_handlers
 from . import demo, management, openai_compat
 
 log = logging.getLogger(__name__)
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+
+
+class RunnerApp(FastAPI):
+    """FastAPI, with the one route on every call's path served before its middleware."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == CHAT_COMPLETIONS_PATH
+            and scope["method"] == "POST"
+        ):
+            await openai_compat.serve_chat_completions(self.state.registry, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 watcher.cancel()
             await registry.aclose()
 
-    app = FastAPI(title="runner", version=__version__, lifespan=lifespan)
+    app = RunnerApp(title="runner", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.include_router(openai_compat.router)
     app.include_router(management.router)
