@@ -484,3 +484,39 @@ def test_config_file_waiting_for_its_handler_loads_when_the_file_arrives(
         write(handler_dir, "late.py", ECHO_HANDLER)
         _wait_for(lambda: runner.chat("Handled", "x").status_code == 200)
         assert runner.http.get("/health").json()["config_errors"] == []
+
+
+def test_caller_hanging_up_stops_the_stream(runner: Runner, handler_dir: Path, tmp_path: Path):
+    log = tmp_path / "produced.txt"
+    write(
+        handler_dir,
+        "long.py",
+        """
+        import asyncio
+        from litellm import CustomLLM
+
+        class Long(CustomLLM):
+            def __init__(self, log):
+                super().__init__()
+                self.log = log
+
+            async def astreaming(self, *args, **kwargs):
+                for index in range(100):
+                    with open(self.log, "a") as out:
+                        out.write(f"{index}\\n")
+                    yield {"text": f"w{index} ", "is_finished": False, "finish_reason": None,
+                           "usage": None, "index": 0, "tool_use": None}
+                    await asyncio.sleep(0.02)
+    """,
+    )
+    spec = handler_integration("long.py", "Long")
+    spec["custom_llm_config"]["init_kwargs"] = {"log": str(log)}
+    runner.put("long", spec)
+    body = {"model": "Handled", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.Client(base_url=runner.url, timeout=30) as client:
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert next(response.iter_lines()).startswith("data: ")
+    time.sleep(1)  # long enough for all 100 chunks (2 s) to be half produced, were it going on
+    produced = len(log.read_text().splitlines())
+    time.sleep(0.5)
+    assert len(log.read_text().splitlines()) == produced < 100

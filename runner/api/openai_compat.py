@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..completions import complete, prepare
@@ -35,11 +37,16 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, by alias. (Served by :func:`serve_chat_completions`.)"""
     registry: Registry = request.app.state.registry
-    return await answer_chat(registry, await request.body())
+    result, headers = await answer_chat(registry, await request.body())
+    if isinstance(result, bytes):
+        return Response(result, media_type="application/json", headers=headers)
+    return StreamingResponse(result, media_type="text/event-stream", headers=headers)
 
 
-async def answer_chat(registry: Registry, raw: bytes) -> Response:
-    """The response to one chat-completions request body; RunnerError for a refusal."""
+async def answer_chat(
+    registry: Registry, raw: bytes
+) -> tuple[bytes | AsyncIterator[bytes], dict[str, str]]:
+    """The answer to one request body (JSON, or SSE events) and extra response headers."""
     body = _json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -50,10 +57,7 @@ async def answer_chat(registry: Registry, raw: bytes) -> Response:
         )
     call = prepare(registry.resolve(model), body)
     result = await complete(call)
-    headers = {DROPPED_PARAMS_HEADER: ",".join(call.dropped)} if call.dropped else None
-    if isinstance(result, bytes):
-        return Response(result, media_type="application/json", headers=headers)
-    return StreamingResponse(result, media_type="text/event-stream", headers=headers)
+    return result, {DROPPED_PARAMS_HEADER: ",".join(call.dropped)} if call.dropped else {}
 
 
 async def serve_chat_completions(
@@ -73,14 +77,41 @@ async def serve_chat_completions(
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
     try:
-        response = await answer_chat(registry, b"".join(chunks))
+        result, headers = await answer_chat(registry, b"".join(chunks))
     except RunnerError as exc:
-        response = JSONResponse(exc.to_body(), status_code=exc.status_code)
+        result, headers, status = json.dumps(exc.to_body()).encode(), {}, exc.status_code
     except Exception:
         log.exception("unhandled error on POST /v1/chat/completions")
         error = RunnerError("internal error in the runner; see its log", 500, "server_error")
-        response = JSONResponse(error.to_body(), status_code=500)
-    await response(scope, receive, send)
+        result, headers, status = json.dumps(error.to_body()).encode(), {}, 500
+    else:
+        status = 200
+    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+    if isinstance(result, bytes):
+        raw_headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(result)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": result})
+        return
+    raw_headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+    await _stream(result, receive, send)
+
+
+async def _stream(events: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    """Send events until they end or the caller hangs up (then stop reading upstream)."""
+    hung_up = asyncio.ensure_future(receive())  # resolves only with http.disconnect
+    try:
+        async for event in events:
+            if hung_up.done():
+                break
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        hung_up.cancel()
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
