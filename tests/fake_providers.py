@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .fakes import Received
+from .fakes import Received, chat_completion
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -193,22 +193,7 @@ class SignedProvider:
             usage = (body.get("stream_options") or {}).get("include_usage", False)
             events = _sse_tool_call(model) if body.get("tools") else _sse(model, text, usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        return JSONResponse(
-            {
-                "id": "chatcmpl-signed",
-                "object": "chat.completion",
-                "created": 1,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ],
-                "usage": {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10},
-            }
-        )
+        return JSONResponse(chat_completion("chatcmpl-signed", model, text, (6, 4)))
 
 
 def _event(model: str, choices: list[dict[str, Any]], **extra: Any) -> str:

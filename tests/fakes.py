@@ -86,22 +86,7 @@ class Upstream:
         if body.get("stream"):
             chunks = _stream(model, text, break_after=1 if model == "broken-stream" else None)
             return StreamingResponse(chunks, media_type="text/event-stream")
-        return JSONResponse(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": 1,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-            }
-        )
+        return JSONResponse(chat_completion("chatcmpl-test", model, text, (3, 3)))
 
 
 async def _stream(model: str, text: str, break_after: int | None = None):
@@ -131,6 +116,25 @@ async def _stream(model: str, text: str, break_after: int | None = None):
     }
     yield f"data: {json.dumps(done)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+def chat_completion(id_: str, model: str, text: str, tokens: tuple[int, int]) -> dict[str, Any]:
+    """An OpenAI chat-completion body with one answer and its usage."""
+    prompt, completion = tokens
+    return {
+        "id": id_,
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -513,9 +513,8 @@ def test_caller_hanging_up_stops_the_stream(runner: Runner, handler_dir: Path, t
     spec["custom_llm_config"]["init_kwargs"] = {"log": str(log)}
     runner.put("long", spec)
     body = {"model": "Handled", "stream": True, "messages": [{"role": "user", "content": "x"}]}
-    with httpx.Client(base_url=runner.url, timeout=30) as client:
-        with client.stream("POST", "/v1/chat/completions", json=body) as response:
-            assert next(response.iter_lines()).startswith("data: ")
+    with runner.http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert next(response.iter_lines()).startswith("data: ")
     time.sleep(1)  # long enough for all 100 chunks (2 s) to be half produced, were it going on
     produced = len(log.read_text().splitlines())
     time.sleep(0.5)
