@@ -14,9 +14,11 @@ turns it off; the test suite runs on both paths.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -33,16 +35,25 @@ _JSON = {"Content-Type": "application/json"}
 def open_session(timeout: float) -> aiohttp.ClientSession:
     """The one connection pool all fast-path calls of a runner share.
 
-    No cookie jar (upstreams must not see each other's cookies), proxies from
-    the environment as httpx would, and ``timeout`` as the longest wait for a
-    connection or for the next bytes of an answer.
+    No cookie jar (upstreams must not see each other's cookies), and
+    ``timeout`` as the longest wait for a connection or for the next bytes of an
+    answer. Proxies are not looked up here: aiohttp's ``trust_env`` would read
+    the environment (and ``.netrc``) in a thread on every request, so each
+    route resolves its proxy once instead (:func:`env_proxy`).
     """
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ssl=tls_context()),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
-        trust_env=True,
     )
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY``/``NO_PROXY`` choose for ``url``, as httpx would use."""
+    parts = urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class DirectRoute:
     url: str
     credentials: Credentials
     fixed_headers: Mapping[str, str]
+    proxy: str | None = None
 
 
 async def complete(call: PreparedCall, route: DirectRoute) -> bytes | AsyncIterator[bytes]:
@@ -80,13 +92,15 @@ async def _send(route: DirectRoute, body: bytes, mapped: dict[str, str]) -> aioh
     """POST with credentials, mapped headers and (last) fixed headers; renew once on a 401."""
     secret, auth_headers = await route.credentials.resolve()
     headers = {**_JSON, **auth_headers, **mapped, **route.fixed_headers}
-    response = await route.session.post(route.url, data=body, headers=headers)
+    response = await route.session.post(route.url, data=body, headers=headers, proxy=route.proxy)
     if response.status == 401:
         renewed = await route.credentials.renew(secret)
         if renewed is not None:
             response.release()
             headers = {**_JSON, **renewed[1], **mapped, **route.fixed_headers}
-            response = await route.session.post(route.url, data=body, headers=headers)
+            response = await route.session.post(
+                route.url, data=body, headers=headers, proxy=route.proxy
+            )
     return response
 
 

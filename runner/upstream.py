@@ -19,7 +19,7 @@ import httpx
 from openai import AsyncOpenAI
 
 from .auth import Credentials, HttpxAuth, OAuth2Credentials, credentials_for
-from .direct import DirectRoute
+from .direct import DirectRoute, env_proxy
 from .handler_adapter import HandlerAdapter
 from .handlers import LoadedHandler
 from .litellm_providers import provider_name
@@ -135,12 +135,14 @@ def deployments_for(
     deployment also gets a :class:`DirectRoute`, which the call path prefers
     (see :mod:`runner.direct`).
     """
+    url = f"{integration.endpoint}/chat/completions"
     direct = (
         DirectRoute(
             session=session,
-            url=f"{integration.endpoint}/chat/completions",
+            url=url,
             credentials=client.credentials,
             fixed_headers=MappingProxyType(dict(integration.headers)),
+            proxy=env_proxy(url),
         )
         if session is not None and client.http is not None and integration.endpoint
         else None

@@ -1,0 +1,20 @@
+"""The fast path's proxy choice, made once per route from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.direct import env_proxy
+
+
+def test_env_proxy_follows_https_proxy_and_no_proxy(monkeypatch: pytest.MonkeyPatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.example.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "gateway.internal")
+    assert env_proxy("https://api.example.com/v1/chat/completions") == (
+        "http://proxy.internal:3128"
+    )
+    assert env_proxy("https://gateway.internal/v1/chat/completions") is None
+    assert env_proxy("http://api.example.com/v1/chat/completions") is None
