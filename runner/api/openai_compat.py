@@ -101,16 +101,23 @@ async def serve_chat_completions(
 
 
 async def _stream(events: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
-    """Send events until they end or the caller hangs up (then stop reading upstream)."""
-    hung_up = asyncio.ensure_future(receive())  # resolves only with http.disconnect
+    """Send events until they end or the caller hangs up (then stop reading upstream).
+
+    The hang-up watch starts after the first event, keeping its cost off the
+    time to first byte.
+    """
+    hung_up: asyncio.Future[Any] | None = None
     try:
         async for event in events:
-            if hung_up.done():
+            if hung_up is None:
+                hung_up = asyncio.ensure_future(receive())  # resolves only on http.disconnect
+            elif hung_up.done():
                 break
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
-        hung_up.cancel()
+        if hung_up is not None:
+            hung_up.cancel()
         await events.aclose()  # type: ignore[attr-defined]
 
 
