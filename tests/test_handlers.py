@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -164,6 +165,7 @@ def test_oauth2_access_token_reaches_the_handler(runner: Runner, handler_dir: Pa
 
 
 def test_two_files_may_define_the_same_class_name(runner: Runner, handler_dir: Path):
+    path_before = list(sys.path)
     write(handler_dir, "one.py", ECHO_HANDLER.replace('prefix="v1"', 'prefix="one"'))
     write(handler_dir, "two.py", ECHO_HANDLER.replace('prefix="v1"', 'prefix="two"'))
     runner.put(
@@ -176,6 +178,8 @@ def test_two_files_may_define_the_same_class_name(runner: Runner, handler_dir: P
     )
     assert runner.chat("One", "x").json()["choices"][0]["message"]["content"] == "one:a:x"
     assert runner.chat("Two", "x").json()["choices"][0]["message"]["content"] == "two:b:x"
+    assert sys.path == path_before  # the handler directory was never put on sys.path
+    assert "one" not in sys.modules and "two" not in sys.modules
 
 
 def test_init_kwargs_reach_the_constructor(runner: Runner, handler_dir: Path):
