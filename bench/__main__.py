@@ -130,8 +130,11 @@ def _registration_ms(url: str) -> dict[str, float]:
     with httpx.Client(base_url=url, timeout=30) as client:
         for index in range(7):
             for kind, spec in (
-                ("plain", targets._integration("http://127.0.0.1:9", f"x-{index}", f"x-{index}")),
-                ("handler", targets._handler_integration(f"h-{index}")),
+                (
+                    "plain",
+                    targets.plain_integration("http://127.0.0.1:9", f"x-{index}", f"x-{index}"),
+                ),
+                ("handler", targets.handler_integration(f"h-{index}")),
             ):
                 started = time.perf_counter()
                 response = client.post(f"/integrations/extra-{kind}-{index}", json=spec)

@@ -63,7 +63,7 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> Non
     raise RuntimeError(f"{url} did not become ready in {timeout} s")
 
 
-def _integration(upstream: str, name: str, alias: str, path: str = "/v1") -> dict:
+def plain_integration(upstream: str, name: str, alias: str, path: str = "/v1") -> dict:
     return {
         "authentication_type": "none",
         "endpoint": f"{upstream}{path}",
@@ -73,7 +73,7 @@ def _integration(upstream: str, name: str, alias: str, path: str = "/v1") -> dic
     }
 
 
-def _handler_integration(alias: str) -> dict:
+def handler_integration(alias: str) -> dict:
     return {
         "authentication_type": "none",
         "model_properties": [{"name": alias, "alias": alias}],
@@ -85,45 +85,51 @@ def write_runner_config(directory: Path, upstream: str, integrations: int) -> No
     """The two benchmark models, plus filler up to ``integrations`` (half of them handlers)."""
     directory.mkdir(parents=True, exist_ok=True)
     files = {
-        "bench": _integration(upstream, MODEL, MODEL),
-        "bench-stream": _integration(upstream, MODEL, STREAM_MODEL, "/stream/v1"),
+        "bench": plain_integration(upstream, MODEL, MODEL),
+        "bench-stream": plain_integration(upstream, MODEL, STREAM_MODEL, "/stream/v1"),
     }
     for index in range(integrations - len(files)):
         name = f"filler-{index:04d}"
         files[name] = (
-            _handler_integration(f"{name}-model")
+            handler_integration(f"{name}-model")
             if index % 2
-            else _integration(upstream, f"{name}-model", f"{name}-model")
+            else plain_integration(upstream, f"{name}-model", f"{name}-model")
         )
     for name, spec in files.items():
         (directory / f"{name}.json").write_text(json.dumps(spec))
 
 
-def start_runner(name: str, config_dir: Path) -> Target:
+def _start(name: str, command: list[str], env: dict[str, str], cwd: Path, ready: str) -> Target:
+    """Start a server on a free port (``{port}`` in ``command``) and wait for ``ready``."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    env.update(RUNNER_LOG_LEVEL="warning")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--config-dir",
-            str(config_dir),
-            "--custom-llms",
-            str(REPO / "custom_llms"),
-        ],
+        [part.replace("{port}", str(port)) for part in command],
         env=env,
-        cwd=REPO,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health", process)
+    wait_ready(f"{url}{ready}", process)
     return Target(name, url, process)
+
+
+def start_runner(name: str, config_dir: Path) -> Target:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    env.update(RUNNER_LOG_LEVEL="warning")
+    command = [
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "serve",
+        "--port",
+        "{port}",
+        "--config-dir",
+        str(config_dir),
+        "--custom-llms",
+        str(REPO / "custom_llms"),
+    ]
+    return _start(name, command, env, REPO, "/health")
 
 
 def litellm_proxy_command() -> list[str] | None:
@@ -139,7 +145,6 @@ def litellm_proxy_command() -> list[str] | None:
 
 
 def start_litellm_proxy(command: list[str], upstream: str, workdir: Path) -> Target:
-    port = free_port()
     config = workdir / "litellm.yaml"
     models = [(MODEL, "/v1"), (STREAM_MODEL, "/stream/v1")]
     lines = ["model_list:"]
@@ -167,26 +172,17 @@ def start_litellm_proxy(command: list[str], upstream: str, workdir: Path) -> Tar
         "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
         "LITELLM_LOG": "ERROR",
     }
-    process = subprocess.Popen(
-        [
-            *command,
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--num_workers",
-            "1",
-        ],
-        env=env,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health/liveliness", process)
-    return Target("LiteLLM proxy", url, process)
+    options = [
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--num_workers",
+        "1",
+    ]
+    return _start("LiteLLM proxy", [*command, *options], env, workdir, "/health/liveliness")
 
 
 def _tree(root: int) -> list[int]:

@@ -1,8 +1,9 @@
-"""The call path: an OpenAI chat request in, a LiteLLM call out, errors made legible.
+"""The call path: an OpenAI chat request in, an upstream call out, errors made legible.
 
 This is the code every request runs, so it only does what depends on the
 request: pick the parameters the model accepts, turn ``metadata`` into mapped
-headers, and call LiteLLM with the deployment's precomputed arguments.
+headers, and send the call down the fast path (:mod:`runner.direct`) or through
+LiteLLM with the deployment's precomputed arguments.
 """
 
 from __future__ import annotations

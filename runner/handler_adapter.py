@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -23,10 +23,10 @@ from litellm import CustomLLM, ModelResponse
 from litellm.llms.custom_llm import CustomLLMError
 from litellm.types.utils import GenericStreamingChunk
 
+from .auth import Credentials
 from .errors import RunnerError
 from .handlers import LoadedHandler
 
-Credentials = Callable[[], Awaitable[tuple[str | None, dict[str, str]]]]
 _END = object()
 
 # Synchronous handlers get threads of their own. asyncio's default executor is
@@ -87,7 +87,7 @@ class HandlerAdapter(CustomLLM):
         return f"handler {type(self.loaded.instance).__name__} ({self.loaded.path.name})"
 
     async def _arguments(self, method: str, litellm_kwargs: dict[str, Any]) -> dict[str, Any]:
-        api_key, auth_headers = await self._credentials()
+        api_key, auth_headers = await self._credentials.resolve()
         params = dict(litellm_kwargs.get("optional_params") or {})
         params.pop("stream", None)
         arguments = {**params, **litellm_kwargs}

@@ -75,7 +75,7 @@ def open_handler(
         provider=provider_name(name),
         integration=name,
         loaded=loaded,
-        credentials=credentials.resolve,
+        credentials=credentials,
         fixed_headers=integration.headers,
         timeout=timeout,
     )

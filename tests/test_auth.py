@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import httpx
@@ -159,3 +160,32 @@ def test_oauth2_bad_client_secret_is_a_clear_502(
     assert "invalid_client" in error["message"]
     assert "wrong" not in response.text
     assert upstream.received == []
+
+
+def test_secrets_never_reach_the_logs(
+    runner: Runner,
+    upstream: Upstream,
+    token_server: TokenServer,
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level(logging.DEBUG)
+    keyed = integration(
+        upstream,
+        authentication_type="api_key",
+        api_key_header="x-key",
+        api_key_value="sk-never-log-me",
+        model_properties=[{"name": "status-500", "alias": "Failing"}],
+    )
+    runner.put("keyed", keyed)
+    spec = oauth2_integration(
+        upstream, token_server, model_properties=[{"name": "o", "alias": "O"}]
+    )
+    spec["token"] = json.dumps(
+        {"client_id": token_server.client_id, "client_secret": "oauth-never-log-me"}
+    )
+    runner.put("oauth", spec)
+    assert runner.chat("Failing").status_code == 502
+    assert runner.chat("O").status_code == 502  # the token endpoint refuses that secret
+    assert caplog.records, "nothing was logged, so the check below proves nothing"
+    for secret in ("sk-never-log-me", "oauth-never-log-me"):
+        assert secret not in caplog.text
