@@ -116,7 +116,7 @@ def _start(name: str, command: list[str], env: dict[str, str], cwd: Path, ready:
 
 def start_runner(name: str, config_dir: Path) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    env.update(RUNNER_LOG_LEVEL="warning")
+    env.update(RUNNER_LOG_LEVEL="warning", RUNNER_DATA_DIR=f"{config_dir}-data")
     command = [
         sys.executable,
         "-m",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import IntegrationInvalid, Problem
-from .registry import Registry
+from .registry import Origin, Registry
 from .schema import Integration, decode_json, parse_integration
 from .settings import Settings
 
@@ -79,18 +79,12 @@ def _expand(value: object, variables: Mapping[str, str], where: str, problems: l
     return value
 
 
-async def load_config_dir(
-    directory: Path, registry: Registry, settings: Settings
-) -> list[FileProblem]:
-    """Register every ``*.json`` in ``directory`` under its file stem.
-
-    A bad file is reported and skipped so one typo does not take every other
-    integration down with it; ``runner validate`` catches such files before deploy.
-    """
+def config_files(directory: Path) -> list[Path]:
+    """The integration files in the config folder, in the order they are loaded."""
     if not directory.is_dir():
-        log.warning("config folder %s does not exist; starting with no integrations", directory)
+        log.warning("config folder %s does not exist; no file-managed integrations", directory)
         return []
-    return await load_files(sorted(directory.glob("*.json")), registry, settings)
+    return sorted(directory.glob("*.json"))
 
 
 async def load_files(
@@ -101,7 +95,8 @@ async def load_files(
     failures = []
     for path in paths:
         try:
-            await registry.put(path.stem, read_integration(path, variables))
+            spec = read_integration(path, variables)
+            await registry.put(path.stem, spec, Origin("file", file=str(path)))
         except IntegrationInvalid as exc:
             failures.append(FileProblem(path, exc.problems))
             for problem in exc.problems:

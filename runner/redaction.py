@@ -24,8 +24,8 @@ Path = tuple[str, ...]
 def redacted(integration: Integration) -> dict[str, Any]:
     """The integration as JSON with every secret masked, safe to return or log."""
     body = integration.model_dump(mode="json", exclude_none=True)
-    for path, _ in _secrets(integration):
-        _set(body, path, REDACTED)
+    for path, _ in secrets_of(integration):
+        set_at(body, path, REDACTED)
     return body
 
 
@@ -37,11 +37,11 @@ def restore_redacted(data: object, previous: Integration | None) -> object:
     """
     if not isinstance(data, dict):
         return data
-    kept = dict(_secrets(previous)) if previous is not None else {}
+    kept = dict(secrets_of(previous)) if previous is not None else {}
     problems = []
     for path in _masked_paths(data):
         if path in kept:
-            _set(data, path, kept[path])
+            set_at(data, path, kept[path])
         else:
             problems.append(
                 Problem(
@@ -56,7 +56,12 @@ def restore_redacted(data: object, previous: Integration | None) -> object:
     return data
 
 
-def _secrets(integration: Integration) -> Iterator[tuple[Path, Any]]:
+def secrets_of(integration: Integration) -> Iterator[tuple[Path, Any]]:
+    """Where each secret sits in the integration's JSON, and its value.
+
+    Secrets are the API key, the OAuth2 client credentials, and the headers and
+    init_kwargs that are marked secret or whose names say so (``X-Api-Key``).
+    """
     if isinstance(integration, ApiKeyIntegration):
         yield ("api_key_value",), integration.api_key_value.get_secret_value()
     if isinstance(integration, OAuth2Integration):
@@ -67,12 +72,14 @@ def _secrets(integration: Integration) -> Iterator[tuple[Path, Any]]:
                 "client_secret": integration.token.client_secret.get_secret_value(),
             },
         )
+    marked = {h.lower() for h in integration.secret_headers}
     for name, value in integration.headers.items():
-        if _SECRET_NAME.search(name):
+        if name.lower() in marked or _SECRET_NAME.search(name):
             yield ("headers", name), value
-    if integration.custom_llm_config is not None:
-        for key, value in integration.custom_llm_config.init_kwargs.items():
-            if _SECRET_NAME.search(key):
+    config = integration.custom_llm_config
+    if config is not None:
+        for key, value in config.init_kwargs.items():
+            if key in config.secret_init_kwargs or _SECRET_NAME.search(key):
                 yield ("custom_llm_config", "init_kwargs", key), value
 
 
@@ -84,7 +91,7 @@ def _masked_paths(data: dict[str, Any]) -> Iterator[Path]:
             yield from ((key, *rest) for rest in _masked_paths(value))
 
 
-def _set(body: dict[str, Any], path: Path, value: Any) -> None:
+def set_at(body: dict[str, Any], path: Path, value: Any) -> None:
     for key in path[:-1]:
         body = body[key]
     body[path[-1]] = value

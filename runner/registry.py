@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import Literal
 
 import aiohttp
 
@@ -24,9 +25,23 @@ from .handlers import LoadedHandler, file_version, load_handler
 from .litellm_providers import provider_name, register_provider, unregister_provider
 from .schema import INTEGRATION_NAME, Integration
 from .settings import Settings
+from .store import Stamp
 from .upstream import Deployment, UpstreamClient, deployments_for, open_client, open_handler
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a serving integration came from: a config file, or the store (and which write)."""
+
+    source: Literal["file", "api"]
+    file: str | None = None
+    stamp: Stamp | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.stamp.revision if self.stamp is not None else 0
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class Registered:
     client: UpstreamClient
     deployments: tuple[Deployment, ...]
     default: Deployment
+    origin: Origin
 
     @property
     def model_ids(self) -> dict[str, Deployment]:
@@ -85,8 +101,18 @@ class Registry:
             param="model",
         )
 
-    async def put(self, name: str, spec: Integration) -> bool:
-        """Register or replace ``name``; True when it is new. Refusals change nothing."""
+    async def put(
+        self,
+        name: str,
+        spec: Integration,
+        origin: Origin = Origin("api"),
+        persist: Callable[[], Awaitable[Stamp]] | None = None,
+    ) -> bool:
+        """Register or replace ``name``; True when it is new. Refusals change nothing.
+
+        ``persist`` runs once everything is ready to serve and just before the
+        swap: if it fails, the new version is dropped and the old one keeps serving.
+        """
         _check_name(name)
         loaded = await self._load_handler(spec) if spec.custom_llm_config else None
         async with self._write_lock:
@@ -98,10 +124,16 @@ class Registry:
             deployments = tuple(
                 deployments_for(name, spec, client, self._timeout, self._direct_session())
             )
+            if persist is not None:
+                try:
+                    origin = replace(origin, stamp=await persist())
+                except BaseException:
+                    await client.aclose()
+                    raise
             previous = self._integrations.get(name)
             wanted = spec.default_model_properties.caller_alias
             default = next(d for d in deployments if d.alias == wanted)
-            registered = Registered(name, spec, client, deployments, default)
+            registered = Registered(name, spec, client, deployments, default, origin)
             self._integrations[name] = registered
             self.handler_errors.pop(name, None)
             if client.handler is not None:

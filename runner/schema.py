@@ -105,6 +105,10 @@ class CustomLLMConfig(BaseModel):
     file_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")]
     class_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     init_kwargs: dict[str, Any] = Field(default_factory=dict)
+    secret_init_kwargs: list[str] = Field(
+        default_factory=list,
+        description="init_kwargs names whose values are secrets: encrypted at rest, redacted.",
+    )
 
 
 class ClientCredentials(BaseModel):
@@ -124,6 +128,10 @@ class _IntegrationBase(BaseModel):
     default_model: NonEmptyStr | None = None
     custom_header_mapping: dict[MappableField, HeaderName] = Field(default_factory=dict)
     headers: dict[HeaderName, str] = Field(default_factory=dict)
+    secret_headers: list[HeaderName] = Field(
+        default_factory=list,
+        description="headers names whose values are secrets: encrypted at rest, redacted.",
+    )
     custom_llm_config: CustomLLMConfig | None = None
 
     @field_validator("endpoint")
@@ -261,6 +269,7 @@ def _cross_field_problems(integration: Integration) -> list[Problem]:
                 )
             )
         seen.setdefault(alias, index)
+    problems.extend(_unknown_secret_marks(integration))
     wanted = integration.default_model
     if wanted is not None and not any(
         wanted in (m.name, m.alias) for m in integration.model_properties
@@ -269,6 +278,30 @@ def _cross_field_problems(integration: Integration) -> list[Problem]:
         problems.append(
             Problem("default_model", f"{wanted!r} is not in model_properties; use one of {names}")
         )
+    return problems
+
+
+def _unknown_secret_marks(integration: Integration) -> list[Problem]:
+    """A secret mark naming nothing would silently protect nothing: refuse it."""
+    problems = []
+    lowered = {h.lower() for h in integration.headers}
+    for index, header in enumerate(integration.secret_headers):
+        if header.lower() not in lowered:
+            problems.append(
+                Problem(
+                    f"secret_headers[{index}]",
+                    f"{header!r} is not in headers; list only header names the integration sets",
+                )
+            )
+    config = integration.custom_llm_config
+    for index, key in enumerate(config.secret_init_kwargs if config else []):
+        if key not in config.init_kwargs:  # type: ignore[union-attr]
+            problems.append(
+                Problem(
+                    f"custom_llm_config.secret_init_kwargs[{index}]",
+                    f"{key!r} is not in init_kwargs; list only keys init_kwargs has",
+                )
+            )
     return problems
 
 

@@ -56,8 +56,38 @@ class Settings(BaseSettings):
         ),
         description="Folder the handler files are read from (no subfolders).",
     )
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Folder for the SQLite store and the generated secret key file.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Where integrations POSTed to the API are stored: sqlite:///path or "
+            "postgresql://user:pass@host/db. Unset: a SQLite file in RUNNER_DATA_DIR."
+        ),
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Fernet keys that encrypt stored secrets, comma-separated, newest first. "
+            "Unset: one is generated into RUNNER_DATA_DIR/secret.key."
+        ),
+    )
+    sync_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a runner checks the store for other replicas' writes.",
+    )
     handler_poll_seconds: float = Field(
         default=1.0,
         gt=0,
         description="How often handler files are checked for edits, which then take effect.",
     )
+
+    @property
+    def effective_database_url(self) -> str:
+        """The store's URL as the operator wrote it (the SQLite default spelled out)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'runner.db'}"

@@ -33,9 +33,17 @@ class Runner:
 
 @contextmanager
 def start_runner(config_dir: Path, **settings: Any) -> Iterator[Runner]:
-    app = create_app(Settings(**{"config_dir": config_dir, "upstream_timeout": 5, **settings}))
+    defaults = {"config_dir": config_dir, "data_dir": config_dir.parent / "data"}
+    app = create_app(Settings(**{**defaults, "upstream_timeout": 5, **settings}))
     with serve(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         yield Runner(url, http)
+
+
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's runners keep their store and key in that test's folder, never in
+    the working directory and never shared with another test."""
+    monkeypatch.setenv("RUNNER_DATA_DIR", str(tmp_path / "runner-data"))
 
 
 @pytest.fixture(scope="session")

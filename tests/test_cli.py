@@ -24,10 +24,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served_from_repo() -> Iterator[str]:
-    """`runner serve` run exactly as the README says, from the repository root."""
+def served_from_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`runner serve` run exactly as the README says, from the repository root
+    (with its store in a fresh folder rather than the repository's data/)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    env["RUNNER_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
     process = subprocess.Popen(
         [
             sys.executable,

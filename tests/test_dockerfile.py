@@ -74,8 +74,10 @@ def test_commands_are_the_projects_console_script():
     assert 'runner = "runner.cli:main"' in (REPO / "pyproject.toml").read_text()
 
 
-def test_image_start_command_serves_when_run_directly():
+def test_image_start_command_serves_when_run_directly(tmp_path: Path):
     env, copied = _image_layout()
+    assert env["RUNNER_DATA_DIR"] == "/var/lib/runner"
+    env["RUNNER_DATA_DIR"] = str(tmp_path / "data")  # the image's volume, here a fresh folder
     for name, value in env.items():  # image paths → the repository files copied there
         for target, source in copied.items():
             if PurePosixPath(value) == target:

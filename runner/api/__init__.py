@@ -14,9 +14,12 @@ from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from ..errors import RunnerError
-from ..loader import load_config_dir
+from ..integrations import IntegrationService, StartupRefused
+from ..keys import load_secret_box
+from ..loader import config_files, load_files
 from ..registry import Registry
 from ..settings import Settings
+from ..store import IntegrationStore
 from ..watcher import watch_handlers
 from . import demo, management, openai_compat
 
@@ -44,21 +47,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        box = await asyncio.to_thread(load_secret_box, settings)
+        store = await IntegrationStore.open(settings.effective_database_url)
         registry = Registry(settings)
+        service = IntegrationService(registry, store, box)
         app.state.registry = registry
-        app.state.config_errors = await load_config_dir(settings.config_dir, registry, settings)
-        log.info("serving %d integrations from %s", len(registry), settings.config_dir)
-        watcher = (
-            asyncio.create_task(watch_handlers(app.state, registry, settings))
-            if settings.custom_llms_enabled
-            else None
-        )
+        app.state.service = service
+        files = config_files(settings.config_dir)
+        service.manage_files(files)
+        tasks: list[asyncio.Task[None]] = []
         try:
+            app.state.config_errors = await load_files(files, registry, settings)
+            await service.load_stored()
+            log.info("serving %d integrations", len(registry))
+            tasks.append(asyncio.create_task(service.follow(settings.sync_seconds)))
+            if settings.custom_llms_enabled:
+                tasks.append(asyncio.create_task(watch_handlers(app.state, registry, settings)))
             yield
+        except StartupRefused as exc:
+            log.error("refusing to start: %s", exc)
+            raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in tasks:
+                task.cancel()
             await registry.aclose()
+            await store.aclose()
 
     app = RunnerApp(title="runner", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -72,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/health", tags=["ops"])
     async def health(request: Request) -> dict[str, object]:
         registry: Registry = request.app.state.registry
+        service: IntegrationService = request.app.state.service
         return {
             "status": "ok",
             "integrations": len(registry),
@@ -80,6 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 {"file": str(f.path), "problems": [str(p) for p in f.problems]}
                 for f in request.app.state.config_errors
             ],
+            "store": {
+                "backend": service.store.backend,
+                "revision": service.applied_revision,
+                "problems": [
+                    {"name": name, "problem": problem}
+                    for name, problem in sorted(service.store_problems.items())
+                ],
+            },
         }
 
     return app

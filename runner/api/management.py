@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from ..completions import complete, prepare
 from ..errors import RunnerError
+from ..integrations import IntegrationService
 from ..redaction import redacted, restore_redacted
 from ..registry import Registered, Registry
 from ..schema import decode_json, parse_integration
@@ -66,12 +67,20 @@ def _registry(request: Request) -> Registry:
 
 
 def _describe(registered: Registered, registry: Registry) -> dict[str, Any]:
+    origin = registered.origin
+    stamp = origin.stamp
     described: dict[str, Any] = {
         "name": registered.name,
+        "source": origin.source,
+        "version": stamp.version if stamp else None,
+        "created_at": stamp.created_at.isoformat() if stamp else None,
+        "updated_at": stamp.updated_at.isoformat() if stamp else None,
         "models": [d.alias for d in registered.deployments],
         "default_model": registered.default.alias,
         "integration": redacted(registered.spec),
     }
+    if origin.file is not None:
+        described["file"] = origin.file
     if registered.client.handler is not None:
         described["handler_error"] = registry.handler_errors.get(registered.name)
     return described
@@ -93,16 +102,18 @@ async def get_integration(name: str, request: Request) -> dict[str, Any]:
 @router.put("/{name}")
 async def put_integration(name: str, request: Request) -> JSONResponse:
     registry = _registry(request)
+    service: IntegrationService = request.app.state.service
+    service.check_writable(name)
     previous = registry.get(name)
     data = restore_redacted(decode_json(await request.body()), previous and previous.spec)
-    created = await registry.put(name, parse_integration(data))
+    created = await service.put(name, parse_integration(data))
     registered = _existing(registry, name)
     return JSONResponse(_describe(registered, registry), status_code=201 if created else 200)
 
 
 @router.delete("/{name}")
 async def delete_integration(name: str, request: Request) -> Response:
-    await _registry(request).remove(name)
+    await request.app.state.service.delete(name)
     return Response(status_code=204)
 
 

@@ -1,0 +1,23 @@
+"""Where integrations written through the API live: SQLite or PostgreSQL, secrets sealed.
+
+- :mod:`.tables` and ``migrations/``: the schema, evolved by Alembic.
+- :mod:`.engine`: URLs, drivers, running the migrations.
+- :mod:`.codec`: an integration to a row with its secrets encrypted, and back.
+- :mod:`.store`: one transaction per write, ordered by a global revision.
+"""
+
+from .codec import Sealed, UnreadableRow, seal, unseal
+from .engine import StoreConfigError
+from .store import IntegrationStore, Stamp, StoredRow, StoreUnavailable
+
+__all__ = [
+    "IntegrationStore",
+    "Sealed",
+    "Stamp",
+    "StoreConfigError",
+    "StoreUnavailable",
+    "StoredRow",
+    "UnreadableRow",
+    "seal",
+    "unseal",
+]
