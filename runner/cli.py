@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     health = commands.add_parser("health", help="exit 0 if the local server answers /health")
     health.add_argument("--port", type=int, help="port (default: RUNNER_PORT or 8000)")
 
+    commands.add_parser(
+        "rotate-key",
+        help="re-encrypt stored secrets under the newest key (adds one to the key file "
+        "when RUNNER_SECRET_KEY is unset)",
+    )
+    commands.add_parser("generate-key", help="print a new key for RUNNER_SECRET_KEY")
+
     args = parser.parse_args(argv)
     overrides = {k: v for k in ("host", "port", "config_dir") if (v := getattr(args, k, None))}
     if getattr(args, "custom_llms", None):
@@ -46,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.files, settings)
     if args.command == "health":
         return _health(settings)
+    if args.command == "rotate-key":
+        return asyncio.run(_rotate_key(settings))
+    if args.command == "generate-key":
+        from .keys import generate_key
+
+        print(generate_key())
+        return 0
     return _models(settings)
 
 
@@ -61,6 +76,39 @@ def _serve(settings: Settings) -> int:
         log_level=settings.log_level,
         access_log=False,
     )
+    return 0
+
+
+async def _rotate_key(settings: Settings) -> int:
+    from .keys import KeyConfigError, add_key_to_file, load_secret_box
+    from .store import IntegrationStore
+    from .store.rotation import rotate_secrets
+
+    if settings.secret_key is None:
+        path = add_key_to_file(settings)
+        print(f"added a new key to {path}; older keys stay there to read what they sealed")
+    try:
+        box = load_secret_box(settings)
+    except KeyConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    store = await IntegrationStore.open(settings.effective_database_url)
+    try:
+        result = await rotate_secrets(store, box)
+    finally:
+        await store.aclose()
+    print(
+        f"re-encrypted {len(result.rotated)} integration(s) under key id {box.key_id}; "
+        f"{len(result.current)} already were"
+    )
+    if result.failed:
+        print(
+            f"error: no configured key opens {', '.join(result.failed)}; add the key they were "
+            "written with to RUNNER_SECRET_KEY (after the new one) and run again",
+            file=sys.stderr,
+        )
+        return 1
+    print("once every runner has restarted with the new key, older keys may be removed")
     return 0
 
 

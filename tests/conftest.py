@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from runner.settings import Settings
 
 from .fakes import TokenServer, Upstream
 from .servers import serve
+from .stores import drop_postgres_database, new_postgres_database, own_postgres_server
 
 
 @dataclass
@@ -103,3 +105,32 @@ def integration(upstream: Upstream, **overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A real PostgreSQL server: CI's, or one started here if PostgreSQL is installed."""
+    url = os.environ.get("RUNNER_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    with own_postgres_server() as started:
+        if started is None:
+            pytest.skip(
+                "PostgreSQL is not installed; .ci/run installs it and sets RUNNER_TEST_POSTGRES_URL"
+            )
+        yield started
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store database of each kind the runner supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'runner.db'}"
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    url = new_postgres_database(admin_url)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(admin_url, url)

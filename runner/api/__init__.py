@@ -15,11 +15,11 @@ from starlette.types import Receive, Scope, Send
 from .. import __version__
 from ..errors import RunnerError
 from ..integrations import IntegrationService, StartupRefused
-from ..keys import load_secret_box
+from ..keys import KeyConfigError, load_secret_box
 from ..loader import config_files, load_files
 from ..registry import Registry
 from ..settings import Settings
-from ..store import IntegrationStore
+from ..store import IntegrationStore, StoreConfigError
 from ..watcher import watch_handlers
 from . import demo, management, openai_compat
 
@@ -47,8 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        box = await asyncio.to_thread(load_secret_box, settings)
-        store = await IntegrationStore.open(settings.effective_database_url)
+        try:
+            box = await asyncio.to_thread(load_secret_box, settings)
+            store = await IntegrationStore.open(settings.effective_database_url)
+        except (KeyConfigError, StoreConfigError) as exc:
+            log.error("refusing to start: %s", exc)
+            raise
         registry = Registry(settings)
         service = IntegrationService(registry, store, box)
         app.state.registry = registry
