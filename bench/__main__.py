@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (30 if args.smoke else 2000)
     seconds = args.seconds or (1 if args.smoke else 10)
     many = args.integrations or (50 if args.smoke else 1000)
+    store_sizes = (100, 10, 1000) if args.smoke else (1000, 10, 10_000)
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         results = _run(
             Path(tmp),
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             prefer_nginx=args.upstream == "auto",
             prefer_wrk=args.load == "auto",
         )
+        _log(f"store: startup with {store_sizes[0]:,} stored, POST with {store_sizes[1:]}")
+        from . import store  # imports the runner (and LiteLLM): only once the servers are done
+
+        results["store"] = store.measure(Path(tmp), *store_sizes, rounds=10 if args.smoke else 40)
     results["mode"] = "smoke" if args.smoke else "full"
     args.json.write_text(json.dumps(results, indent=2))
     print(report(results))
@@ -285,8 +290,24 @@ def report(results: dict) -> str:
         f"{reg['plain']:.1f} ms (plain), {reg['handler']:.1f} ms (custom handler), "
         "wall time of the POST.",
     ]
+    lines += _store_lines(results["store"])
     lines += ["", *_verdicts(results)]
     return "\n".join(lines)
+
+
+def _store_lines(store: dict) -> list[str]:
+    startup, post = store["startup"], store["post_ms"]
+    small, large = (int(n) for n in post)
+    return [
+        "",
+        f"Starting with {startup['stored']:,} stored integrations: "
+        f"{startup['load_seconds']:.2f} s to unseal and register them all; "
+        f"{startup['process_to_healthy_seconds']:.2f} s from `runner serve` to healthy, "
+        "interpreter and imports included.",
+        f"POST of one more integration (median wall time, SQLite, fsync on): "
+        f"{post[str(small)]:.1f} ms with {small:,} stored, "
+        f"{post[str(large)]:.1f} ms with {large:,} stored.",
+    ]
 
 
 def _verdicts(results: dict) -> list[str]:
@@ -318,6 +339,18 @@ def _verdicts(results: dict) -> list[str]:
         (
             "registering one more integration < 10 ms",
             max(results["register_one_more_ms"].values()) < 10,
+        ),
+    ]
+    startup, post = results["store"]["startup"], results["store"]["post_ms"]
+    small, large = sorted(post, key=int)
+    checks += [
+        (
+            f"startup with {startup['stored']:,} stored integrations < 3 s (the runner's own work)",
+            startup["load_seconds"] < 3,
+        ),
+        (
+            f"POST with {int(large):,} stored within 20% of with {int(small):,}",
+            post[large] <= post[small] * 1.2,
         ),
     ]
     return [f"- [{'x' if ok else ' '}] {label}" for label, ok in checks]

@@ -114,9 +114,10 @@ def _start(name: str, command: list[str], env: dict[str, str], cwd: Path, ready:
     return Target(name, url, process)
 
 
-def start_runner(name: str, config_dir: Path) -> Target:
+def start_runner(name: str, config_dir: Path, extra_env: dict[str, str] | None = None) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
     env.update(RUNNER_LOG_LEVEL="warning", RUNNER_DATA_DIR=f"{config_dir}-data")
+    env.update(extra_env or {})
     command = [
         sys.executable,
         "-m",

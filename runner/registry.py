@@ -120,7 +120,7 @@ class Registry:
             if loaded is not None:
                 client = open_handler(name, spec, loaded, self._timeout)
             else:
-                client = open_client(spec, self._timeout)
+                client = open_client(spec, self._timeout, via_litellm=not self._settings.fast_path)
             deployments = tuple(
                 deployments_for(name, spec, client, self._timeout, self._direct_session())
             )

@@ -82,9 +82,16 @@ def open_handler(
     return UpstreamClient(credentials=credentials, handler=adapter)
 
 
-def open_client(integration: Integration, timeout: float) -> UpstreamClient:
-    """A client for ``integration.endpoint`` that authenticates every request it sends."""
+def open_client(integration: Integration, timeout: float, *, via_litellm: bool) -> UpstreamClient:
+    """A client for ``integration.endpoint`` that authenticates every request it sends.
+
+    Only calls made through LiteLLM need the pooled OpenAI client; the fast path
+    sends over the registry's shared session, so without ``via_litellm`` the
+    client holds just the credentials (and registering stays cheap at scale).
+    """
     credentials = credentials_for(integration, timeout)
+    if not via_litellm:
+        return UpstreamClient(credentials=credentials)
     fixed_headers = dict(integration.headers)
 
     async def apply_fixed_headers(request: httpx.Request) -> None:
@@ -94,6 +101,10 @@ def open_client(integration: Integration, timeout: float) -> UpstreamClient:
     http = httpx.AsyncClient(
         auth=HttpxAuth(credentials),
         verify=tls_context(),
+        # The proxy the environment chooses for this endpoint, looked up once per
+        # process rather than on every client (trust_env rescans os.environ each time).
+        trust_env=False,
+        proxy=env_proxy(integration.endpoint) if integration.endpoint else None,
         timeout=timeout,
         event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
@@ -144,7 +155,7 @@ def deployments_for(
             fixed_headers=MappingProxyType(dict(integration.headers)),
             proxy=env_proxy(url),
         )
-        if session is not None and client.http is not None and integration.endpoint
+        if session is not None and client.handler is None and integration.endpoint
         else None
     )
     deployments = []

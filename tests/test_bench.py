@@ -41,3 +41,9 @@ def test_benchmark_smoke_run(tmp_path: Path):
     assert results["targets"]["runner"]["requests_per_second"] > 0
     assert "| **runner ÷ proxy** |" in result.stdout
     assert set(results["register_one_more_ms"]) == {"plain", "handler"}
+    store = results["store"]
+    assert store["startup"]["stored"] == 100
+    assert store["startup"]["load_seconds"] > 0
+    assert store["startup"]["process_to_healthy_seconds"] > store["startup"]["load_seconds"]
+    assert set(store["post_ms"]) == {"10", "1000"}
+    assert "stored integrations" in result.stdout

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from runner import direct
 from runner.direct import env_proxy
 
 
-def test_env_proxy_follows_https_proxy_and_no_proxy(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture
+def fresh_environment() -> Iterator[None]:
+    """The runner reads proxy variables once per process; these tests change them."""
+    direct._environment_proxies.cache_clear()
+    yield
+    direct._environment_proxies.cache_clear()
+
+
+def test_env_proxy_follows_https_proxy_and_no_proxy(
+    monkeypatch: pytest.MonkeyPatch, fresh_environment: None
+):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     assert env_proxy("https://api.example.com/v1/chat/completions") is None
+    direct._environment_proxies.cache_clear()
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "gateway.internal")
     assert env_proxy("https://api.example.com/v1/chat/completions") == (

@@ -6,13 +6,17 @@ Each test runs against SQLite and against a real PostgreSQL server.
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.keys import generate_key
+from runner.keys import KeyConfigError, generate_key, load_secret_box
+from runner.settings import Settings
+from runner.store import StoreConfigError
+from runner.store.engine import async_url
 
 from .conftest import Runner, integration, start_runner
 from .fakes import TokenServer, Upstream
@@ -52,13 +56,15 @@ def test_delete_survives_a_restart(
         assert recreated["version"] == 3  # versions keep counting across a delete
 
 
-def test_no_secret_is_stored_in_plain_text(
+def test_no_secret_is_stored_in_plain_text_or_logged(
     config_dir: Path,
     upstream: Upstream,
     token_server: TokenServer,
     store_settings: dict[str, Any],
     database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ):
+    caplog.set_level(logging.DEBUG)
     secrets = ["sk-plain-never", "oauth-plain-never", "hdr-plain-never", "init-plain-never"]
     with start_runner(config_dir, **store_settings) as runner:
         keyed = integration(
@@ -93,6 +99,8 @@ def test_no_secret_is_stored_in_plain_text(
         assert runner.chat("Model A").status_code == 200
         assert upstream.last.headers["x-api-key"] == secrets[0]
         assert upstream.last.headers["x-signature"] == secrets[2]
+    assert "registered integration 'keyed'" in caplog.text
+    assert not any(secret in caplog.text for secret in secrets)
 
 
 def test_secret_marks_must_name_a_header_or_init_kwarg(runner: Runner, upstream: Upstream):
@@ -207,3 +215,54 @@ def test_the_store_schema_is_made_by_migrations(
     with start_runner(config_dir, **store_settings):  # a second start migrates nothing
         pass
     assert sql(database_url, "SELECT version_num FROM alembic_version") == [("0001",)]
+
+
+def test_a_commit_the_database_refuses_is_a_503_that_changes_nothing(
+    config_dir: Path, upstream: Upstream, store_settings: dict[str, Any], database_url: str
+):
+    with start_runner(config_dir, **store_settings) as runner:
+        runner.put("acme", integration(upstream))
+        _refuse_updates(database_url)
+        response = runner.put(
+            "acme", integration(upstream, model_properties=[{"name": "b", "alias": "B"}])
+        )
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "store_unavailable"
+        assert runner.chat("Model A").status_code == 200
+        assert runner.chat("B").status_code == 404
+        described = runner.http.get("/integrations/acme").json()
+        assert (described["version"], described["models"]) == (1, ["Model A"])
+    assert sql(database_url, "SELECT revision FROM store_head") == [("1",)]
+
+
+def _refuse_updates(database_url: str) -> None:
+    """Make the database itself reject any change to a stored integration."""
+    if database_url.startswith("sqlite"):
+        sql(
+            database_url,
+            "CREATE TRIGGER refuse BEFORE UPDATE ON integrations "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END",
+        )
+        return
+    sql(
+        database_url,
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'refused by test'; END $$ LANGUAGE plpgsql",
+    )
+    sql(
+        database_url,
+        "CREATE TRIGGER refuse BEFORE UPDATE ON integrations "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()",
+    )
+
+
+def test_store_and_key_settings_are_checked_with_a_clear_message(tmp_path: Path):
+    with pytest.raises(StoreConfigError, match="supports sqlite:// and postgresql://"):
+        async_url("mysql://user@host/db")
+    assert async_url("postgres://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
+    assert async_url("sqlite:///data/runner.db") == "sqlite+aiosqlite:///data/runner.db"
+    not_a_key = "not-a-fernet-key-but-a-secret"
+    with pytest.raises(KeyConfigError) as refused:
+        load_secret_box(Settings(data_dir=tmp_path, secret_key=f"{generate_key()},{not_a_key}"))
+    assert "key 2 in RUNNER_SECRET_KEY is not a Fernet key" in str(refused.value)
+    assert not_a_key not in str(refused.value)

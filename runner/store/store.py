@@ -48,6 +48,11 @@ class IntegrationStore:
         return cls(engine)
 
     @property
+    def engine(self) -> AsyncEngine:
+        """For tools needing SQL the store does not offer (the benchmark's bulk seeding)."""
+        return self._engine
+
+    @property
     def backend(self) -> str:
         return self._engine.dialect.name
 
