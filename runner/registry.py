@@ -2,8 +2,8 @@
 
 Writes are serialized and all-or-nothing: a new version of an integration is
 validated, checked against every other integration's aliases and connected
-before it replaces the old one, and the routing table is swapped in one
-assignment. A refused write therefore leaves the previous version serving.
+before it replaces the old one, and the routing table is updated in one
+synchronous step. A refused write therefore leaves the previous version serving.
 Reads (the hot path) are a single dict lookup with no lock.
 """
 
@@ -14,7 +14,6 @@ import difflib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Literal
 
 import aiohttp
@@ -70,7 +69,7 @@ class Registry:
         self._integrations: dict[str, Registered] = {}
         self.handler_errors: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._routes: Mapping[str, Deployment] = MappingProxyType({})
+        self._routes: dict[str, Deployment] = {}
         self._write_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -212,7 +211,7 @@ class Registry:
             await registered.client.aclose()
             unregister_provider(provider_name(registered.name))
         self._integrations.clear()
-        self._routes = MappingProxyType({})
+        self._routes = {}
         if self._session is not None:
             await self._session.close()
 
@@ -223,18 +222,18 @@ class Registry:
         return self._session
 
     def _reroute(self, old: Registered | None, new: Registered | None) -> None:
-        """Swap one integration's model ids in the routing table, in one assignment.
+        """Swap one integration's model ids in the routing table, in place.
 
-        Copy-on-write costs a C-level dict copy; readers never see a half-made table,
-        and registration stays independent of how many integrations there are.
+        Readers never see a half-made table: every reader runs on this event loop,
+        and nothing here awaits. Updating in place rather than copying keeps a write
+        independent of how many integrations there are (a copy of 20,000 routes
+        cost 2 ms per write).
         """
-        routes = dict(self._routes)
         if old is not None:
             for model_id in old.model_ids:
-                routes.pop(model_id, None)
+                self._routes.pop(model_id, None)
         if new is not None:
-            routes.update(new.model_ids)
-        self._routes = MappingProxyType(routes)
+            self._routes.update(new.model_ids)
 
     def _retire(self, old: Registered) -> None:
         """Close a replaced client once requests already using it have had time to finish."""
