@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Generator
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.integrations.base_client import OAuthError
@@ -20,6 +21,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from .errors import RunnerError
 from .schema import ApiKeyIntegration, Integration, OAuth2Integration
+from .ssrf import AddressPolicy, AddressRefused
 from .tls import tls_context
 
 Resolved = tuple[str | None, dict[str, str]]
@@ -61,9 +63,16 @@ class ClientCredentialsTokens:
     """
 
     def __init__(
-        self, token_url: str, client_id: str, client_secret: str, scope: str | None, timeout: float
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None,
+        timeout: float,
+        addresses: AddressPolicy,
     ) -> None:
         self._token_url = token_url
+        self._addresses = addresses
         self._oauth = AsyncOAuth2Client(
             client_id=client_id,
             client_secret=client_secret,
@@ -98,12 +107,19 @@ class ClientCredentialsTokens:
             return await self._fetch()
 
     async def _fetch(self) -> str:
+        # Checked here rather than in the HTTP client: authlib drives httpx or httpx2,
+        # whichever is installed, and a transport only fits one of them.
+        url = urlsplit(self._token_url)
+        try:
+            await self._addresses.check_host(url.hostname or "", url.port or 0)
+        except AddressRefused as exc:
+            raise _token_error(str(exc)) from None
         try:
             token = await self._oauth.fetch_token(self._token_url, grant_type="client_credentials")
         except OAuthError as exc:
             raise _token_error(f"the token endpoint refused the client: {exc.error}") from None
         except Exception as exc:  # network failures, whichever HTTP library authlib uses
-            raise _token_error(f"{type(exc).__name__}: {exc}") from None
+            raise _token_error(f"{type(exc).__name__}: {exc}", retryable=True) from None
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise _token_error("the token endpoint's response has no access_token")
@@ -119,12 +135,14 @@ class ClientCredentialsTokens:
         await self._oauth.aclose()
 
 
-def _token_error(detail: str) -> RunnerError:
+def _token_error(detail: str, retryable: bool = False) -> RunnerError:
     return RunnerError(
-        message=f"could not get an OAuth2 access token: {detail}",
+        message=f"could not get an OAuth2 access token: {detail}. This is a gateway "
+        "misconfiguration or an outage of the token endpoint, not a problem with your request.",
         status_code=502,
-        type="upstream_auth_error",
+        type="upstream_authorization_error",
         code="oauth2_token_failed",
+        retryable=retryable,
     )
 
 
@@ -168,7 +186,9 @@ class HttpxAuth(httpx.Auth):
                 yield request
 
 
-def credentials_for(integration: Integration, timeout: float) -> Credentials:
+def credentials_for(
+    integration: Integration, timeout: float, addresses: AddressPolicy
+) -> Credentials:
     """The credentials an integration's authentication_type calls for."""
     if isinstance(integration, ApiKeyIntegration):
         return ApiKeyCredentials(
@@ -182,6 +202,7 @@ def credentials_for(integration: Integration, timeout: float) -> Credentials:
                 client_secret=integration.token.client_secret.get_secret_value(),
                 scope=integration.authentication_scope,
                 timeout=timeout,
+                addresses=addresses,
             )
         )
     return Credentials()

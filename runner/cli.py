@@ -42,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "when RUNNER_SECRET_KEY is unset)",
     )
     commands.add_parser("generate-key", help="print a new key for RUNNER_SECRET_KEY")
+    hash_key = commands.add_parser(
+        "hash-key", help="print the sha256: form of an API key, for RUNNER_API_KEYS"
+    )
+    hash_key.add_argument("key", help="the key callers will send")
 
     args = parser.parse_args(argv)
     overrides = {k: v for k in ("host", "port", "config_dir") if (v := getattr(args, k, None))}
@@ -56,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health(settings)
     if args.command == "rotate-key":
         return asyncio.run(_rotate_key(settings))
+    if args.command == "hash-key":
+        from .access import hash_key
+
+        print(hash_key(args.key))
+        return 0
     if args.command == "generate-key":
         from .keys import generate_key
 

@@ -17,6 +17,7 @@ import litellm
 
 from . import direct
 from .errors import RunnerError
+from .guardrails import guarded
 from .upstream import Deployment
 from .upstream_errors import as_runner_error, error_event
 
@@ -52,8 +53,25 @@ def prepare(deployment: Deployment, body: Mapping[str, Any]) -> PreparedCall:
     if not isinstance(messages, list) or not messages:
         raise RunnerError(
             message="'messages' must be a non-empty list of chat messages.",
+            status_code=422,
             param="messages",
             code="invalid_messages",
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise RunnerError(
+                message=f"'messages[{index}]' must be an object with a 'role', such as "
+                '{"role": "user", "content": "Hello"}.',
+                status_code=422,
+                param=f"messages[{index}]",
+                code="invalid_messages",
+            )
+    if not isinstance(body.get("stream", False), bool):
+        raise RunnerError(
+            message="'stream' must be true or false.",
+            status_code=422,
+            param="stream",
+            code="invalid_stream",
         )
     stream = body.get("stream") is True
     params: dict[str, Any] = {}
@@ -98,6 +116,10 @@ async def complete(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
     first chunk is awaited here, so a failure before any output (an upstream
     refusal, a handler that raises at once) still gets a proper status.
     """
+    return await guarded(call.deployment, lambda: _attempt(call))
+
+
+async def _attempt(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
     if call.deployment.direct is not None:
         return await direct.complete(call, call.deployment.direct)
     kwargs = {**call.deployment.litellm_kwargs, "messages": call.messages, **call.params}

@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from .auth import Credentials
+from .ssrf import AddressPolicy
 from .tls import tls_context
-from .upstream_errors import as_runner_error, error_event, status_error
+from .upstream_errors import as_runner_error, error_event, retry_after, status_error
 
 if TYPE_CHECKING:
     from .completions import PreparedCall
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 _JSON = {"Content-Type": "application/json"}
 
 
-def open_session(timeout: float) -> aiohttp.ClientSession:
+def open_session(timeout: float, addresses: AddressPolicy) -> aiohttp.ClientSession:
     """The one connection pool all fast-path calls of a runner share.
 
     No cookie jar (upstreams must not see each other's cookies), and
@@ -43,7 +44,7 @@ def open_session(timeout: float) -> aiohttp.ClientSession:
     route resolves its proxy once instead (:func:`env_proxy`).
     """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ssl=tls_context()),
+        connector=aiohttp.TCPConnector(limit=0, ssl=tls_context(), resolver=addresses.resolver()),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
     )
@@ -84,9 +85,10 @@ async def complete(call: PreparedCall, route: DirectRoute) -> bytes | AsyncItera
     response: aiohttp.ClientResponse | None = None
     try:
         response = await _send(route, body, call.headers)
-        if response.status >= 400:
+        if not 200 <= response.status < 300:  # redirects are not followed, nor passed on
             detail = _upstream_message(await response.read(), response.reason)
-            raise status_error(deployment, response.status, detail)
+            wait = retry_after(response.headers.get("retry-after"))
+            raise status_error(deployment, response.status, detail, wait)
         if not call.stream:
             return _with_alias(await response.read(), deployment.alias)
         first = await _next_event(response)
@@ -101,14 +103,16 @@ async def _send(route: DirectRoute, body: bytes, mapped: dict[str, str]) -> aioh
     """POST with credentials, mapped headers and (last) fixed headers; renew once on a 401."""
     secret, auth_headers = await route.credentials.resolve()
     headers = {**_JSON, **auth_headers, **mapped, **route.fixed_headers}
-    response = await route.session.post(route.url, data=body, headers=headers, proxy=route.proxy)
+    response = await route.session.post(
+        route.url, data=body, headers=headers, proxy=route.proxy, allow_redirects=False
+    )
     if response.status == 401:
         renewed = await route.credentials.renew(secret)
         if renewed is not None:
             response.release()
             headers = {**_JSON, **renewed[1], **mapped, **route.fixed_headers}
             response = await route.session.post(
-                route.url, data=body, headers=headers, proxy=route.proxy
+                route.url, data=body, headers=headers, proxy=route.proxy, allow_redirects=False
             )
     return response
 

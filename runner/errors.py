@@ -7,7 +7,10 @@ one entry per offending field) so the HTTP layer only has to serialize them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,18 @@ class RunnerError(Exception):
     code: str | None = None
     param: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    # Seconds the caller should wait before trying again (sent as Retry-After).
+    retry_after: float | None = None
+    # Whether the runner itself may try the call again (a transient upstream failure).
+    retryable: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
     def to_body(self) -> dict[str, object]:
         error: dict[str, object] = {
@@ -45,6 +57,22 @@ class RunnerError(Exception):
         if self.problems:
             error["problems"] = [{"field": p.field, "message": p.message} for p in self.problems]
         return {"error": error}
+
+
+class ErrorBody(BaseModel):
+    """The OpenAI error envelope's inside, as the OpenAPI document describes it."""
+
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+    problems: list[dict[str, str]] | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    """Every refusal the runner sends: ``{"error": {...}}``."""
+
+    error: ErrorBody
 
 
 class IntegrationInvalid(RunnerError):

@@ -152,22 +152,37 @@ class HandlerAdapter(CustomLLM):
             return RunnerError(
                 f"{self._name} did not answer within {self._timeout:g} s",
                 504,
+                "timeout_error",
                 "upstream_timeout",
-                "timeout",
             )
         if isinstance(exc, CustomLLMError):
+            # The handler chose the status; it keeps it, in the matching category.
+            status = exc.status_code
             return RunnerError(
                 f"{self._name} failed: {exc.message}",
-                exc.status_code,
-                "upstream_error",
+                status,
+                _HANDLER_STATUS_TYPES.get(
+                    status,
+                    "upstream_unavailable_error" if status >= 500 else "invalid_request_error",
+                ),
                 "handler_error",
+                retryable=status == 429 or status >= 500,
             )
         return RunnerError(
             f"{self._name} raised {type(exc).__name__}: {exc}",
-            502,
-            "upstream_error",
+            503,
+            "upstream_unavailable_error",
             "handler_error",
         )
+
+
+_HANDLER_STATUS_TYPES = {
+    401: "upstream_authorization_error",
+    403: "upstream_authorization_error",
+    429: "rate_limit_error",
+    502: "upstream_connection_error",
+    504: "timeout_error",
+}
 
 
 async def _in_thread(open_iterator: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:

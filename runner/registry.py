@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from .direct import open_session
 from .errors import IntegrationInvalid, Problem, RunnerError
@@ -24,6 +25,7 @@ from .handlers import LoadedHandler, file_version, load_handler
 from .litellm_providers import provider_name, register_provider, unregister_provider
 from .schema import INTEGRATION_NAME, Integration
 from .settings import Settings
+from .ssrf import AddressPolicy
 from .store import Stamp
 from .upstream import Deployment, UpstreamClient, deployments_for, open_client, open_handler
 
@@ -63,8 +65,9 @@ class Registered:
 class Registry:
     """Integrations by name, and deployments by the model id a caller sends."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, resolver: AbstractResolver | None = None) -> None:
         self._settings = settings
+        self.addresses = AddressPolicy(settings.block_private_networks, resolver)
         self._timeout = settings.upstream_timeout
         self._integrations: dict[str, Registered] = {}
         self.handler_errors: dict[str, str] = {}
@@ -113,13 +116,16 @@ class Registry:
         swap: if it fails, the new version is dropped and the old one keeps serving.
         """
         _check_name(name)
+        _check_addresses(spec, self.addresses)
         loaded = await self._load_handler(spec) if spec.custom_llm_config else None
         async with self._write_lock:
             _check_conflicts(name, spec, self._routes, self._integrations)
             if loaded is not None:
-                client = open_handler(name, spec, loaded, self._timeout)
+                client = open_handler(name, spec, loaded, self._timeout, self.addresses)
             else:
-                client = open_client(spec, self._timeout, via_litellm=not self._settings.fast_path)
+                client = open_client(
+                    spec, self._timeout, self.addresses, via_litellm=not self._settings.fast_path
+                )
             deployments = tuple(
                 deployments_for(name, spec, client, self._timeout, self._direct_session())
             )
@@ -218,7 +224,7 @@ class Registry:
     def _direct_session(self) -> aiohttp.ClientSession | None:
         """The fast path's shared connection pool, opened on first use (inside the loop)."""
         if self._settings.fast_path and self._session is None:
-            self._session = open_session(self._timeout)
+            self._session = open_session(self._timeout, self.addresses)
         return self._session
 
     def _reroute(self, old: Registered | None, new: Registered | None) -> None:
@@ -258,6 +264,18 @@ def _check_name(name: str) -> None:
                 )
             ]
         )
+
+
+def _check_addresses(spec: Integration, addresses: AddressPolicy) -> None:
+    """A URL naming a refused address outright is refused now; names wait for requests."""
+    urls = {"endpoint": spec.endpoint, "oauth2_token_url": getattr(spec, "oauth2_token_url", None)}
+    problems = [
+        Problem(field, f"{problem}; use the provider's public address")
+        for field, url in urls.items()
+        if url is not None and (problem := addresses.url_problem(url)) is not None
+    ]
+    if problems:
+        raise IntegrationInvalid(problems)
 
 
 def _check_conflicts(

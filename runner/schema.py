@@ -52,7 +52,16 @@ def _http_url(value: str, example: str) -> str:
     return value.strip().rstrip("/")
 
 
-class ModelProperties(BaseModel):
+class Limits(BaseModel):
+    """Guardrails an integration, or one of its models, may set (see runner.guardrails)."""
+
+    timeout: float | None = Field(default=None, gt=0, le=3600)
+    rate_limit: int | None = Field(default=None, ge=1, description="requests per minute")
+    max_concurrency: int | None = Field(default=None, ge=1)
+    num_retries: int | None = Field(default=None, ge=0, le=10)
+
+
+class ModelProperties(Limits):
     """One model the integration serves, and what callers may send to it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -120,7 +129,7 @@ class ClientCredentials(BaseModel):
     client_secret: SecretStr
 
 
-class _IntegrationBase(BaseModel):
+class _IntegrationBase(Limits):
     model_config = ConfigDict(extra="forbid")
 
     model_properties: list[ModelProperties] = Field(min_length=1)

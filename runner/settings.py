@@ -29,6 +29,25 @@ class Settings(BaseSettings):
             "Bearer key for the management API. Unset: management answers loopback clients only."
         ),
     )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Comma-separated keys callers must present on /v1/* (or sha256:<hex> digests "
+            "of them). Unset: /v1 is open."
+        ),
+    )
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; bigger ones get a 413.",
+    )
+    block_private_networks: bool = Field(
+        default=False,
+        description=(
+            "Refuse upstreams on loopback and private networks too (link-local and cloud "
+            "metadata addresses are always refused)."
+        ),
+    )
     upstream_timeout: float = Field(
         default=120.0,
         gt=0,

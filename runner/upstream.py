@@ -20,10 +20,12 @@ from openai import AsyncOpenAI
 
 from .auth import Credentials, HttpxAuth, OAuth2Credentials, credentials_for
 from .direct import DirectRoute, env_proxy
+from .guardrails import DEFAULT_NUM_RETRIES, Gate, Policy
 from .handler_adapter import HandlerAdapter
 from .handlers import LoadedHandler
 from .litellm_providers import provider_name
-from .schema import Integration, ModelProperties
+from .schema import Integration, Limits, ModelProperties
+from .ssrf import AddressPolicy
 from .tls import tls_context
 
 # Newer OpenAI clients send "max_completion_tokens" where older endpoints take
@@ -63,14 +65,19 @@ class Deployment:
     accepted_params: Mapping[str, str]
     header_mapping: Mapping[str, str]
     litellm_kwargs: Mapping[str, Any] = field(repr=False)
+    policy: Policy = field(repr=False)
     direct: DirectRoute | None = field(default=None, repr=False)
 
 
 def open_handler(
-    name: str, integration: Integration, loaded: LoadedHandler, timeout: float
+    name: str,
+    integration: Integration,
+    loaded: LoadedHandler,
+    timeout: float,
+    addresses: AddressPolicy,
 ) -> UpstreamClient:
     """Wrap a loaded handler so LiteLLM can call it with the integration's credentials."""
-    credentials = credentials_for(integration, timeout)
+    credentials = credentials_for(integration, timeout, addresses)
     adapter = HandlerAdapter(
         provider=provider_name(name),
         integration=name,
@@ -82,14 +89,16 @@ def open_handler(
     return UpstreamClient(credentials=credentials, handler=adapter)
 
 
-def open_client(integration: Integration, timeout: float, *, via_litellm: bool) -> UpstreamClient:
+def open_client(
+    integration: Integration, timeout: float, addresses: AddressPolicy, *, via_litellm: bool
+) -> UpstreamClient:
     """A client for ``integration.endpoint`` that authenticates every request it sends.
 
     Only calls made through LiteLLM need the pooled OpenAI client; the fast path
     sends over the registry's shared session, so without ``via_litellm`` the
     client holds just the credentials (and registering stays cheap at scale).
     """
-    credentials = credentials_for(integration, timeout)
+    credentials = credentials_for(integration, timeout, addresses)
     if not via_litellm:
         return UpstreamClient(credentials=credentials)
     fixed_headers = dict(integration.headers)
@@ -100,14 +109,16 @@ def open_client(integration: Integration, timeout: float, *, via_litellm: bool) 
 
     http = httpx.AsyncClient(
         auth=HttpxAuth(credentials),
-        verify=tls_context(),
         # The proxy the environment chooses for this endpoint, looked up once per
         # process rather than on every client (trust_env rescans os.environ each time).
         trust_env=False,
-        proxy=env_proxy(integration.endpoint) if integration.endpoint else None,
+        transport=addresses.transport(
+            verify=tls_context(),
+            proxy=env_proxy(integration.endpoint) if integration.endpoint else None,
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        ),
         timeout=timeout,
         event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
     )
     openai = AsyncOpenAI(
         api_key=_SDK_PLACEHOLDER_KEY,
@@ -158,9 +169,19 @@ def deployments_for(
         if session is not None and client.handler is None and integration.endpoint
         else None
     )
+    shared = _gate(f"integration {name!r}", integration)
     deployments = []
     for model in integration.model_properties:
         accepted = accepted_parameters(model)
+        own = _gate(f"model {model.caller_alias!r}", model)
+        policy = Policy(
+            timeout=model.timeout or integration.timeout or timeout,
+            num_retries=next(
+                (n for n in (model.num_retries, integration.num_retries) if n is not None),
+                DEFAULT_NUM_RETRIES,
+            ),
+            gates=tuple(g for g in (shared, own) if g is not None),
+        )
         if client.handler is not None:
             target = {"model": f"{client.handler.provider}/{model.name}"}
         else:
@@ -187,7 +208,14 @@ def deployments_for(
                         "_skip_mcp_handler": True,
                     }
                 ),
+                policy=policy,
                 direct=direct,
             )
         )
     return deployments
+
+
+def _gate(owner: str, limits: Limits) -> Gate | None:
+    if limits.rate_limit is None and limits.max_concurrency is None:
+        return None
+    return Gate(owner, limits.rate_limit, limits.max_concurrency)

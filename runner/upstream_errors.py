@@ -1,9 +1,21 @@
 """Turning upstream failures into caller-facing errors, the same on every call path.
 
-Whether a call went through LiteLLM or straight over HTTP, the caller sees
-the same statuses and types: the upstream's 400/404/409/413/422/429 pass
-through; refused credentials, other failures and unreachable upstreams are
-502s; timeouts are 504s. The message names the alias and the integration.
+Every failure falls into one of six categories (after seed 001's invoke errors),
+each with its own status and OpenAI ``error.type``:
+
+==================  ======  ==============================  ==========================
+category            status  ``error.type``                  when
+==================  ======  ==============================  ==========================
+connection          502     ``upstream_connection_error``   unreachable, refused, reset
+server unavailable  503     ``upstream_unavailable_error``  the upstream answered 5xx
+rate limit          429     ``rate_limit_error``            upstream 429, or a limit
+authorization       502     ``upstream_authorization_error`` upstream refused *our* key
+bad request         4xx     ``invalid_request_error``       upstream 400/404/409/413/422
+timeout             504     ``timeout_error``               the integration's timeout
+==================  ======  ==============================  ==========================
+
+Connection errors, 429 and 5xx are ``retryable``; the message always names
+the alias and the integration.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import httpx
 import litellm
 
 from .errors import RunnerError
+from .ssrf import AddressRefused
 
 if TYPE_CHECKING:
     from .upstream import Deployment
@@ -24,31 +37,76 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=BaseException)
 
-_PASSTHROUGH_STATUSES = frozenset({400, 404, 409, 413, 422, 429})
+_BAD_REQUEST_STATUSES = frozenset({400, 404, 409, 413, 422})
 
 
 def where(deployment: Deployment) -> str:
     return f"upstream for {deployment.alias!r} (integration {deployment.integration!r})"
 
 
-def status_error(deployment: Deployment, status: int, detail: str) -> RunnerError:
+def status_error(
+    deployment: Deployment, status: int, detail: str, retry_after: float | None = None
+) -> RunnerError:
     """The error for an upstream that answered with a non-success ``status``."""
     if status in (401, 403):
         return RunnerError(
-            f"{where(deployment)} rejected the integration's credentials ({status}): {detail}",
+            f"{where(deployment)} rejected the runner's credentials ({status}): {detail}. "
+            "This is a gateway misconfiguration, not a problem with your request: the "
+            "integration's key or OAuth2 client needs fixing by whoever runs the runner.",
             502,
-            "upstream_auth_error",
-            "upstream_unauthorized",
+            "upstream_authorization_error",
+            "upstream_credentials_rejected",
         )
-    if status in _PASSTHROUGH_STATUSES:
+    if status == 429:
+        return RunnerError(
+            f"{where(deployment)} is rate limiting the runner: {detail}",
+            429,
+            "rate_limit_error",
+            "upstream_rate_limited",
+            retry_after=retry_after,
+            retryable=True,
+        )
+    if status in _BAD_REQUEST_STATUSES:
         return RunnerError(
             f"{where(deployment)} refused the request ({status}): {detail}",
             status,
-            "upstream_error",
-            f"upstream_{status}",
+            "invalid_request_error",
+            "upstream_bad_request",
+        )
+    if status >= 500:
+        return RunnerError(
+            f"{where(deployment)} is unavailable ({status}): {detail}",
+            503,
+            "upstream_unavailable_error",
+            "upstream_unavailable",
+            retry_after=retry_after,
+            retryable=True,
         )
     return RunnerError(
-        f"{where(deployment)} failed ({status}): {detail}", 502, "upstream_error", "upstream_failed"
+        f"{where(deployment)} answered {status}: {detail}",
+        502,
+        "upstream_connection_error",
+        "upstream_unexpected_status",
+    )
+
+
+def timeout_error(deployment: Deployment, seconds: float) -> RunnerError:
+    return RunnerError(
+        f"{where(deployment)} did not answer within the integration's timeout of {seconds:g} s "
+        "(retries and token requests included)",
+        504,
+        "timeout_error",
+        "upstream_timeout",
+    )
+
+
+def connection_error(deployment: Deployment, reason: str) -> RunnerError:
+    return RunnerError(
+        f"{where(deployment)} is unreachable: {reason}",
+        502,
+        "upstream_connection_error",
+        "upstream_unreachable",
+        retryable=True,
     )
 
 
@@ -63,23 +121,53 @@ def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
         or _in_chain(exc, httpx.TimeoutException) is not None
     ):
         return RunnerError(
-            f"{where(deployment)} timed out: {detail}", 504, "upstream_timeout", "timeout"
+            f"{where(deployment)} timed out: {detail}", 504, "timeout_error", "upstream_timeout"
+        )
+    refused = _in_chain(exc, AddressRefused)
+    if refused is not None:
+        return RunnerError(
+            f"{where(deployment)} was not called: {refused}. Point the integration at the "
+            "provider's public address.",
+            502,
+            "upstream_connection_error",
+            "upstream_address_refused",
         )
     # LiteLLM reports a refused connection as a 500 "InternalServerError"; the
     # network error underneath tells the truth.
     network = _in_chain(exc, httpx.TransportError) or _in_chain(exc, aiohttp.ClientError)
     if network is not None or isinstance(exc, litellm.APIConnectionError):
         reason = f"{type(network).__name__}: {network}" if network is not None else detail
-        return RunnerError(
-            f"{where(deployment)} is unreachable: {reason}", 502, "upstream_error", "unreachable"
-        )
+        return connection_error(deployment, reason)
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
-        return status_error(deployment, status, detail)
+        return status_error(deployment, status, detail, _retry_after_of(exc))
     log.error("unexpected failure calling %s", where(deployment), exc_info=exc)
     return RunnerError(
-        f"{where(deployment)} failed: {detail}", 502, "upstream_error", "upstream_failed"
+        f"{where(deployment)} failed: {detail}",
+        502,
+        "upstream_connection_error",
+        "upstream_failed",
     )
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (the delta-seconds form; dates are ignored)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _retry_after_of(exc: BaseException) -> float | None:
+    """The upstream's Retry-After, where LiteLLM kept it (its own header copy, else the
+    response it attached)."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    return retry_after(headers.get("retry-after")) if headers is not None else None
 
 
 def _in_chain(exc: BaseException, kind: type[E]) -> E | None:

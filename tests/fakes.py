@@ -32,15 +32,28 @@ class Upstream:
     The upstream ``model`` name steers it: ``status-NNN`` answers with that status,
     ``slow`` sleeps ``slow_seconds``, ``broken-stream`` breaks off after one chunk.
     With ``accepted_tokens`` set, it answers 401 unless the request bears one of them.
+    ``failures[model]`` lists statuses to answer first, one per request, before
+    answering normally (a 429 carries ``Retry-After: retry_after``). Answers and
+    stream chunks carry the id ``chatcmpl-<last message's content>``.
     """
 
     received: list[Received] = field(default_factory=list)
     accepted_tokens: set[str] = field(default_factory=set)
     slow_seconds: float = 3.0
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    retry_after: str | None = None
+    in_flight: int = 0
+    max_in_flight: int = 0
+    streams_open: int = 0
+    chunks_sent: int = 0
 
     def reset(self) -> None:
         self.received.clear()
         self.accepted_tokens.clear()
+        self.failures.clear()
+        self.retry_after = None
+        self.in_flight = self.max_in_flight = 0
+        self.streams_open = self.chunks_sent = 0
 
     @property
     def last(self) -> Received:
@@ -71,30 +84,83 @@ class Upstream:
         )
 
     async def _chat(self, request: Request) -> Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    def _long_stream(self):
+        return _long_stream_chunks(self)
+
+    async def _answer(self, request: Request) -> Response:
         body = await request.json()
         self.received.append(Received(request.url.path, dict(request.headers), body))
+        model = body.get("model", "")
+        if self.failures.get(model):
+            status = self.failures[model].pop(0)
+            response = _error(status, f"scripted {status}")
+            if status == 429 and self.retry_after is not None:
+                response.headers["retry-after"] = self.retry_after
+            return response
         if self.accepted_tokens:
             bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
             if bearer not in self.accepted_tokens:
                 return _error(401, "invalid access token")
-        model = body.get("model", "")
+        if model == "long-stream":
+            return StreamingResponse(self._long_stream(), media_type="text/event-stream")
+        if model == "redirect":
+            return Response(status_code=307, headers={"location": "http://169.254.169.254/v1"})
         if model.startswith("status-"):
             return _error(int(model.removeprefix("status-")), f"upstream says {model}")
         if model == "slow":
             await asyncio.sleep(self.slow_seconds)
         text = f"reply from {model}"
+        id_ = f"chatcmpl-{_last_content(body)}"
         if body.get("stream"):
-            chunks = _stream(model, text, break_after=1 if model == "broken-stream" else None)
+            broken = 1 if model == "broken-stream" else None
+            chunks = _stream(model, text, break_after=broken, id_=id_)
             return StreamingResponse(chunks, media_type="text/event-stream")
-        return JSONResponse(chat_completion("chatcmpl-test", model, text, (3, 3)))
+        return JSONResponse(chat_completion(id_, model, text, (3, 3)))
 
 
-async def _stream(model: str, text: str, break_after: int | None = None):
+async def _long_stream_chunks(upstream: Upstream):
+    """200 chunks, 10 ms apart; counts what it sent and whether it is still open."""
+    upstream.streams_open += 1
+    try:
+        for index in range(200):
+            chunk = {
+                "id": "chatcmpl-long",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "long-stream",
+                "choices": [
+                    {"index": 0, "finish_reason": None, "delta": {"content": f"w{index} "}}
+                ],
+            }
+            yield f"data: {json.dumps(chunk)}\n\n"
+            upstream.chunks_sent += 1
+            await asyncio.sleep(0.01)
+        yield "data: [DONE]\n\n"
+    finally:
+        upstream.streams_open -= 1
+
+
+def _last_content(body: dict[str, Any]) -> str:
+    messages = body.get("messages") or [{}]
+    content = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+    return content if isinstance(content, str) else "test"
+
+
+async def _stream(
+    model: str, text: str, break_after: int | None = None, id_: str = "chatcmpl-test"
+):
     for index, word in enumerate(text.split(" ")):
         if index == break_after:
             raise RuntimeError("upstream dropped the connection mid-stream")
         chunk = {
-            "id": "chatcmpl-test",
+            "id": id_,
             "object": "chat.completion.chunk",
             "created": 1,
             "model": model,
@@ -108,7 +174,7 @@ async def _stream(model: str, text: str, break_after: int | None = None):
         }
         yield f"data: {json.dumps(chunk)}\n\n"
     done = {
-        "id": "chatcmpl-test",
+        "id": id_,
         "object": "chat.completion.chunk",
         "created": 1,
         "model": model,

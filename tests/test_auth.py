@@ -128,7 +128,9 @@ def test_oauth2_persistent_401_is_reported_after_one_retry(
     upstream.accepted_tokens.add("never-issued")
     response = runner.chat("Model A")
     assert response.status_code == 502
-    assert response.json()["error"]["type"] == "upstream_auth_error"
+    error = response.json()["error"]
+    assert error["type"] == "upstream_authorization_error"
+    assert "gateway misconfiguration" in error["message"]
     assert len(upstream.received) == 2
     assert len(token_server.requests) == 2
 
@@ -184,7 +186,7 @@ def test_secrets_never_reach_the_logs(
         {"client_id": token_server.client_id, "client_secret": "oauth-never-log-me"}
     )
     runner.put("oauth", spec)
-    assert runner.chat("Failing").status_code == 502
+    assert runner.chat("Failing").status_code == 503
     assert runner.chat("O").status_code == 502  # the token endpoint refuses that secret
     assert caplog.records, "nothing was logged, so the check below proves nothing"
     for secret in ("sk-never-log-me", "oauth-never-log-me"):

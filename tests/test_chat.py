@@ -241,8 +241,8 @@ def test_stream_refused_at_start_is_a_plain_error_response(runner: Runner, upstr
     )
     body = {"model": "Failing", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     response = runner.http.post("/v1/chat/completions", json=body)
-    assert response.status_code == 502
-    assert response.json()["error"]["type"] == "upstream_error"
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "upstream_unavailable_error"
 
 
 def test_stream_broken_midway_ends_with_an_error_event(runner: Runner, upstream: Upstream):
@@ -259,7 +259,7 @@ def test_stream_broken_midway_ends_with_an_error_event(runner: Runner, upstream:
             if line.startswith("data: ")
         ]
     assert json.loads(events[0])["choices"][0]["delta"]["content"] == "reply"
-    assert json.loads(events[-1])["error"]["type"] == "upstream_error"
+    assert json.loads(events[-1])["error"]["type"] == "upstream_connection_error"
     assert "[DONE]" not in events
     assert runner.chat("Flaky").status_code == 200  # the runner keeps serving
 
@@ -310,10 +310,10 @@ def test_unknown_alias_is_404_with_close_aliases(runner: Runner, upstream: Upstr
 @pytest.mark.parametrize(
     ("upstream_status", "runner_status", "error_type"),
     [
-        (400, 400, "upstream_error"),
-        (429, 429, "upstream_error"),
-        (500, 502, "upstream_error"),
-        (403, 502, "upstream_auth_error"),
+        (400, 400, "invalid_request_error"),
+        (429, 429, "rate_limit_error"),
+        (500, 503, "upstream_unavailable_error"),
+        (403, 502, "upstream_authorization_error"),
     ],
 )
 def test_upstream_errors_map_to_openai_envelope(
@@ -340,7 +340,7 @@ def test_unreachable_upstream_is_502(runner: Runner, upstream: Upstream):
     runner.put("gone", integration(upstream, endpoint=f"http://127.0.0.1:{port}/v1"))
     response = runner.chat("Model A")
     assert response.status_code == 502
-    assert response.json()["error"]["code"] == "unreachable"
+    assert response.json()["error"]["code"] == "upstream_unreachable"
 
 
 def test_slow_upstream_is_cut_off_with_504(config_dir, upstream: Upstream, call_path: str):
@@ -353,7 +353,7 @@ def test_slow_upstream_is_cut_off_with_504(config_dir, upstream: Upstream, call_
         )
         response = runner.chat("Slow")
     assert response.status_code == 504
-    assert response.json()["error"]["type"] == "upstream_timeout"
+    assert response.json()["error"]["type"] == "timeout_error"
 
 
 @pytest.mark.parametrize(
@@ -364,10 +364,10 @@ def test_slow_upstream_is_cut_off_with_504(config_dir, upstream: Upstream, call_
         ({"model": "Model A", "messages": []}, "messages"),
     ],
 )
-def test_malformed_chat_requests_are_400(runner: Runner, upstream: Upstream, body, param):
+def test_chat_requests_missing_a_field_are_422(runner: Runner, upstream: Upstream, body, param):
     runner.put("acme", integration(upstream))
     response = runner.http.post("/v1/chat/completions", json=body)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["error"]["param"] == param
 
 

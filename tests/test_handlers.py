@@ -267,7 +267,7 @@ def test_galileo_variable_names_are_honoured(monkeypatch: pytest.MonkeyPatch, tm
     assert settings.custom_llms_directory == tmp_path
 
 
-@pytest.mark.parametrize(("status", "expected"), [(None, 502), (429, 429), (503, 503)])
+@pytest.mark.parametrize(("status", "expected"), [(None, 503), (429, 429), (503, 503)])
 def test_handler_errors_become_openai_errors(
     runner: Runner, handler_dir: Path, status: int | None, expected: int
 ):
@@ -319,7 +319,7 @@ def test_hanging_handler_is_cut_off_by_the_timeout(config_dir: Path, handler_dir
         runner.put("hang", handler_integration("hang.py", "Hang"))
         response = runner.chat("Handled")
     assert response.status_code == 504
-    assert response.json()["error"]["type"] == "upstream_timeout"
+    assert response.json()["error"]["type"] == "timeout_error"
 
 
 SYNC_SLOW = """

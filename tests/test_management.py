@@ -150,7 +150,7 @@ def test_test_endpoint_reports_each_model(runner: Runner, upstream: Upstream):
     assert body["ok"] is False
     results = {r["alias"]: r for r in body["results"]}
     assert results["Good"]["ok"] is True and results["Good"]["error"] is None
-    assert results["Broken"]["ok"] is False and results["Broken"]["error"]["status"] == 502
+    assert results["Broken"]["ok"] is False and results["Broken"]["error"]["status"] == 503
     assert all(r["latency_ms"] >= 0 for r in body["results"])
     assert {r.body["model"] for r in upstream.received} == {"good", "status-500"}
 

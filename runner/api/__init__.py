@@ -7,13 +7,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from .. import __version__
-from ..errors import RunnerError
+from ..access import Admission, ApiKeys
+from ..errors import ErrorEnvelope, RunnerError
 from ..integrations import IntegrationService, StartupRefused
 from ..keys import KeyConfigError, load_secret_box
 from ..loader import config_files, load_files
@@ -31,18 +33,29 @@ class RunnerApp(FastAPI):
     """FastAPI, with the one route on every call's path served before its middleware."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == CHAT_COMPLETIONS_PATH
-            and scope["method"] == "POST"
-        ):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        admission: Admission = self.state.admission
+        refusal = admission.refusal(scope)
+        if refusal is not None:
+            await openai_compat.send_error(send, refusal)
+            return
+        receive = admission.limit_body(receive)
+        if scope["path"] == CHAT_COMPLETIONS_PATH and scope["method"] == "POST":
             await openai_compat.serve_chat_completions(self.state.registry, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; integrations in ``settings.config_dir`` are registered at start."""
+def create_app(
+    settings: Settings | None = None, resolver: AbstractResolver | None = None
+) -> FastAPI:
+    """Build the app; integrations in ``settings.config_dir`` are registered at start.
+
+    ``resolver`` replaces the system's name resolution for upstream requests (the
+    tests use it to point names at addresses the runner must refuse).
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -53,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (KeyConfigError, StoreConfigError) as exc:
             log.error("refusing to start: %s", exc)
             raise
-        registry = Registry(settings)
+        registry = Registry(settings, resolver)
         service = IntegrationService(registry, store, box)
         app.state.registry = registry
         app.state.service = service
@@ -77,8 +90,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.aclose()
             await store.aclose()
 
-    app = RunnerApp(title="runner", version=__version__, lifespan=lifespan)
+    app = RunnerApp(
+        title="runner",
+        version=__version__,
+        lifespan=lifespan,
+        # Every route may refuse, always in the same envelope; declaring it as the
+        # default response also keeps FastAPI from describing its own 422 shape,
+        # which the runner never sends.
+        responses={"default": {"model": ErrorEnvelope, "description": "An error"}},
+    )
     app.state.settings = settings
+    keys = settings.api_keys.get_secret_value().split(",") if settings.api_keys else []
+    app.state.admission = Admission(ApiKeys(keys) if keys else None, settings.max_request_bytes)
     app.include_router(openai_compat.router)
     app.include_router(management.router)
     app.include_router(demo.router)
@@ -113,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _runner_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RunnerError)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers())
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -98,8 +98,8 @@ async def get_integration(name: str, request: Request) -> dict[str, Any]:
     return _describe(_existing(registry, name), registry)
 
 
-@router.post("/{name}")
-@router.put("/{name}")
+@router.post("/{name}", responses={201: {"description": "Created"}})
+@router.put("/{name}", responses={201: {"description": "Created"}})
 async def put_integration(name: str, request: Request) -> JSONResponse:
     registry = _registry(request)
     service: IntegrationService = request.app.state.service
@@ -111,7 +111,7 @@ async def put_integration(name: str, request: Request) -> JSONResponse:
     return JSONResponse(_describe(registered, registry), status_code=201 if created else 200)
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", status_code=204, response_class=Response)
 async def delete_integration(name: str, request: Request) -> Response:
     await request.app.state.service.delete(name)
     return Response(status_code=204)

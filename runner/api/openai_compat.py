@@ -51,7 +51,8 @@ async def answer_chat(
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise RunnerError(
-            "'model' is required: the alias of a model from GET /v1/models.",
+            "'model' is required, as a string: the alias of a model from GET /v1/models.",
+            422,
             param="model",
             code="missing_model",
         )
@@ -70,34 +71,52 @@ async def serve_chat_completions(
     call); so :class:`~runner.api.RunnerApp` sends this one route here first,
     with the same errors the app's handlers would produce.
     """
+    try:
+        result, headers = await answer_chat(registry, await _read_body(receive))
+    except RunnerError as exc:
+        await send_error(send, exc)
+        return
+    except Exception:
+        log.exception("unhandled error on POST /v1/chat/completions")
+        await send_error(
+            send, RunnerError("internal error in the runner; see its log", 500, "server_error")
+        )
+        return
+    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+    if isinstance(result, bytes):
+        await _send_json(send, 200, result, raw_headers)
+        return
+    raw_headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+    await _stream(result, receive, send)
+
+
+async def send_error(send: Send, error: RunnerError) -> None:
+    """Answer with ``error`` in the OpenAI envelope, straight over ASGI."""
+    headers = [(k.encode(), v.encode()) for k, v in error.headers().items()]
+    await _send_json(send, error.status_code, json.dumps(error.to_body()).encode(), headers)
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [
+        *headers,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
     chunks = []
     more = True
     while more:
         message = await receive()
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    try:
-        result, headers = await answer_chat(registry, b"".join(chunks))
-    except RunnerError as exc:
-        result, headers, status = json.dumps(exc.to_body()).encode(), {}, exc.status_code
-    except Exception:
-        log.exception("unhandled error on POST /v1/chat/completions")
-        error = RunnerError("internal error in the runner; see its log", 500, "server_error")
-        result, headers, status = json.dumps(error.to_body()).encode(), {}, 500
-    else:
-        status = 200
-    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-    if isinstance(result, bytes):
-        raw_headers += [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(result)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": result})
-        return
-    raw_headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-    await _stream(result, receive, send)
+    return b"".join(chunks)
 
 
 async def _stream(events: AsyncIterator[bytes], receive: Receive, send: Send) -> None:

@@ -1,0 +1,172 @@
+"""Limits around every upstream call: a deadline, a rate, a number of slots, retries.
+
+Each integration, and each model that sets its own, may declare ``timeout``
+(seconds for the whole call: waiting for a slot, OAuth2 token requests and
+retries included), ``rate_limit`` (requests per minute), ``max_concurrency``
+(calls in flight; 1 serializes a stateful system) and ``num_retries``. A
+model's ``timeout`` and ``num_retries`` override its integration's; its rate and
+concurrency limits apply on top of the integration's, which all its models
+share. Limits are kept per runner process: N replicas admit N times the rate.
+
+Retries cover connection errors, upstream 429s and 5xx, with exponential
+backoff and full jitter, waiting as long as an upstream's ``Retry-After`` asks
+when it says, and never past the deadline. A stream is retried only until its
+first event: once anything has gone to the caller, a failure ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import RunnerError
+from .upstream_errors import timeout_error, where
+
+if TYPE_CHECKING:
+    from .upstream import Deployment
+
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 8.0
+DEFAULT_NUM_RETRIES = 2
+
+Result = bytes | AsyncIterator[bytes]
+
+
+class Gate:
+    """One integration's (or one model's) limits in this process: a rate and slots."""
+
+    def __init__(self, owner: str, rate_limit: int | None, max_concurrency: int | None) -> None:
+        self.owner = owner
+        self.rate_limit = rate_limit
+        self.max_concurrency = max_concurrency
+        # A token bucket holding up to one minute's worth of requests.
+        self._tokens = float(rate_limit or 0)
+        self._refilled = time.monotonic()
+        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+
+    def wait_needed(self) -> float:
+        """Seconds until this gate admits one more request (0: now)."""
+        if self.rate_limit is None:
+            return 0.0
+        now = time.monotonic()
+        per_second = self.rate_limit / 60
+        self._tokens = min(self.rate_limit, self._tokens + (now - self._refilled) * per_second)
+        self._refilled = now
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / per_second
+
+    def take(self) -> None:
+        if self.rate_limit is not None:
+            self._tokens -= 1
+
+    async def enter(self) -> None:
+        if self._slots is not None:
+            await self._slots.acquire()
+
+    def leave(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one deployment's calls are held to, fixed at registration."""
+
+    timeout: float
+    num_retries: int
+    gates: tuple[Gate, ...] = ()
+
+
+async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Result]]) -> Result:
+    """Run ``attempt`` within the deployment's policy; a stream keeps its slots until it ends."""
+    policy = deployment.policy
+    _admit(policy, deployment)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.timeout
+    held: list[Gate] = []
+    try:
+        async with asyncio.timeout_at(deadline):
+            for gate in policy.gates:
+                await gate.enter()
+                held.append(gate)
+            result = await _with_retries(policy, attempt, deadline)
+    except TimeoutError:
+        _leave(held)
+        if len(held) < len(policy.gates):
+            full = policy.gates[len(held)]
+            raise RunnerError(
+                f"{where(deployment)} already has {full.max_concurrency} call(s) in flight "
+                f"(max_concurrency of {full.owner}) and none finished within the timeout "
+                f"of {policy.timeout:g} s; try again later",
+                429,
+                "rate_limit_error",
+                "concurrency_limited",
+                retry_after=1,
+            ) from None
+        raise timeout_error(deployment, policy.timeout) from None
+    except BaseException:
+        _leave(held)
+        raise
+    if isinstance(result, bytes) or not held:
+        _leave(held)
+        return result
+    return _holding(result, held)
+
+
+def _admit(policy: Policy, deployment: Deployment) -> None:
+    waits = [(gate.wait_needed(), gate) for gate in policy.gates]
+    wait, gate = max(waits, key=lambda pair: pair[0], default=(0.0, None))
+    if gate is not None and wait > 0:
+        raise RunnerError(
+            f"{where(deployment)} is over the rate_limit of {gate.owner} "
+            f"({gate.rate_limit} requests per minute); try again in {math.ceil(wait)} s",
+            429,
+            "rate_limit_error",
+            "rate_limited",
+            retry_after=wait,
+        )
+    for gate in policy.gates:
+        gate.take()
+
+
+async def _with_retries(
+    policy: Policy, attempt: Callable[[], Awaitable[Result]], deadline: float
+) -> Result:
+    loop = asyncio.get_running_loop()
+    retries = 0
+    while True:
+        try:
+            return await attempt()
+        except RunnerError as exc:
+            if not exc.retryable or retries >= policy.num_retries:
+                raise
+            delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
+            if loop.time() + delay >= deadline:
+                raise
+            retries += 1
+            await asyncio.sleep(delay)
+
+
+def _backoff(retries: int) -> float:
+    """Exponential backoff with full jitter: 0.2 s, 0.4 s, 0.8 s … (capped), times U(0, 1]."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
+    return ceiling * (1 - random.random())
+
+
+async def _holding(events: AsyncIterator[bytes], held: list[Gate]) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        _leave(held)
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+def _leave(held: list[Gate]) -> None:
+    for gate in held:
+        gate.leave()
+    held.clear()

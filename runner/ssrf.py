@@ -1,0 +1,154 @@
+"""Where upstream requests may go: no cloud metadata, optionally no private networks.
+
+Integration URLs come from whoever may write integrations, and the runner sends
+requests (with credentials) wherever they point, so it refuses addresses that
+would turn it into a way into its own network (server-side request forgery):
+
+- link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10,
+  fd00:ec2::254, Alibaba's 100.100.100.200) always;
+- loopback, private, carrier-grade NAT and unique-local ranges when
+  ``RUNNER_BLOCK_PRIVATE_NETWORKS=true``.
+
+A URL whose host is a literal address is checked at registration (422). A host
+name is resolved when a request is made and every address it resolves to is
+checked before any connection is opened. On the fast path the connection then
+goes to the checked address, so a name that changes what it points to (DNS
+rebinding) cannot get through; through LiteLLM and for OAuth2 token requests
+the name is checked just before the request, which then resolves it once more
+(a window of one lookup).
+Redirects are not followed. Requests that go through an HTTP proxy are
+checked the same way, but the proxy resolves names itself: enforce the same
+rules there. Custom handlers make their own requests and are not covered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_ALWAYS_REFUSED = tuple(
+    ipaddress.ip_network(n)
+    for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+)
+_PRIVATE = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+    )
+)
+
+
+class AddressRefused(OSError):
+    """A request would reach an address the runner refuses; no connection was opened."""
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        super().__init__(f"{host} resolves to {address}, {reason}")
+        self.host = host
+        self.address = address
+
+
+class AddressPolicy:
+    """The refusal rules, and the resolver and transport that apply them to requests."""
+
+    def __init__(self, block_private: bool, resolver: AbstractResolver | None = None) -> None:
+        self.block_private = block_private
+        self._resolver = resolver
+
+    def why_refused(self, address: str) -> str | None:
+        """Why connecting to ``address`` is refused, or None when it is allowed."""
+        ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in _ALWAYS_REFUSED):
+            return "a link-local or cloud-metadata address, which upstreams may never use"
+        if self.block_private and any(ip in network for network in _PRIVATE):
+            return (
+                "a loopback or private-network address, refused because "
+                "RUNNER_BLOCK_PRIVATE_NETWORKS is true"
+            )
+        return None
+
+    def url_problem(self, url: str) -> str | None:
+        """Why a URL with a literal address for a host is refused (names pass, for now)."""
+        host = urlsplit(url).hostname
+        try:
+            reason = self.why_refused(host) if host else None
+        except ValueError:
+            return None  # a name: checked when a request resolves it
+        return f"points at {host}, {reason}" if reason else None
+
+    def resolver(self) -> AbstractResolver:
+        """For aiohttp: resolve, then refuse the whole answer if any address is refused."""
+        return _GuardedResolver(self, self._resolver or aiohttp.DefaultResolver())
+
+    def transport(self, **options: Any) -> httpx.AsyncBaseTransport:
+        """For httpx (LiteLLM's client, OAuth2 token requests): check names before sending."""
+        return _GuardedTransport(self, httpx.AsyncHTTPTransport(**options))
+
+    async def check_host(self, host: str, port: int) -> None:
+        try:
+            reason = self.why_refused(host)
+        except ValueError:
+            resolver = self._resolver or aiohttp.DefaultResolver()
+            for answer in await resolver.resolve(host, port, socket.AF_UNSPEC):
+                self.check_address(host, answer["host"])
+            return
+        if reason is not None:
+            raise AddressRefused(host, host, reason)
+
+    def check_address(self, host: str, address: str) -> None:
+        """Raise :class:`AddressRefused` if ``host``'s resolved ``address`` is refused."""
+        reason = self.why_refused(address)
+        if reason is not None:
+            raise AddressRefused(host, address, reason)
+
+
+class _GuardedResolver(AbstractResolver):
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver) -> None:
+        self._policy = policy
+        self._inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        for answer in answers:
+            self._policy.check_address(host, answer["host"])
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, policy: AddressPolicy, inner: httpx.AsyncBaseTransport) -> None:
+        self._policy = policy
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            await self._policy.check_host(url.host, port)
+        except AddressRefused as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
