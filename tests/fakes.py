@@ -110,6 +110,11 @@ class Upstream:
                 return _error(401, "invalid access token")
         if model == "long-stream":
             return StreamingResponse(self._long_stream(), media_type="text/event-stream")
+        if model == "moderated":
+            answer = chat_completion(f"chatcmpl-{_last_content(body)}", model, "", (3, 0))
+            answer["choices"][0]["finish_reason"] = "content_filter"
+            answer["choices"][0]["message"]["refusal"] = "I can't help with that."
+            return JSONResponse(answer)
         if model == "redirect":
             return Response(status_code=307, headers={"location": "http://169.254.169.254/v1"})
         if model.startswith("status-"):

@@ -164,11 +164,17 @@ def test_oauth2_token_endpoint_down_is_a_clear_error(
     assert runner.http.get("/health").status_code == 200
 
 
-def test_a_refusal_from_the_model_is_an_answer_not_an_error(runner: Runner, upstream: Upstream):
-    runner.put("acme", one_model(upstream, "model-a"))
+def test_a_refusal_from_the_model_is_an_answer_not_an_error(
+    runner: Runner, upstream: Upstream, call_path: str
+):
+    runner.put("acme", one_model(upstream, "moderated"))
     response = runner.chat("M", content="something the model declines")
     assert response.status_code == 200
-    assert response.json()["choices"][0]["finish_reason"] == "stop"
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    if call_path == "direct":  # LiteLLM's normalized message has no 'refusal' field
+        assert choice["message"]["refusal"] == "I can't help with that."
+    assert len(upstream.received) == 1  # an answer: not retried
 
 
 async def test_200_concurrent_streams_each_carry_their_own_request(
