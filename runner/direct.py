@@ -92,9 +92,11 @@ async def complete(call: PreparedCall, route: DirectRoute) -> bytes | AsyncItera
         if not call.stream:
             return _with_alias(await response.read(), deployment.alias)
         first = await _next_event(response)
-    except Exception as exc:
+    except BaseException as exc:
         if response is not None:
-            response.release()
+            response.release()  # also when cancelled: the integration's deadline passed
+        if not isinstance(exc, Exception):
+            raise
         raise as_runner_error(exc, deployment) from exc
     return _sse(first, response, call)
 
