@@ -85,7 +85,7 @@ class AddressPolicy:
         return None
 
     def url_problem(self, url: str) -> str | None:
-        """Why a URL with a literal address for a host is refused (names pass, for now)."""
+        """Why a URL whose host is a literal address is refused; names are checked per request."""
         host = urlsplit(url).hostname
         try:
             reason = self.why_refused(host) if host else None
