@@ -95,12 +95,13 @@ async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Result
                 held.append(gate)
             result = await _with_retries(policy, attempt, deadline)
     except TimeoutError:
+        waiting_for = policy.gates[len(held)] if len(held) < len(policy.gates) else None
         _leave(held)
-        if len(held) < len(policy.gates):
-            full = policy.gates[len(held)]
+        if waiting_for is not None:
             raise RunnerError(
-                f"{where(deployment)} already has {full.max_concurrency} call(s) in flight "
-                f"(max_concurrency of {full.owner}) and none finished within the timeout "
+                f"{where(deployment)} already has {waiting_for.max_concurrency} call(s) in "
+                f"flight (max_concurrency of {waiting_for.owner}) and none finished within the "
+                "timeout "
                 f"of {policy.timeout:g} s; try again later",
                 429,
                 "rate_limit_error",

@@ -92,6 +92,16 @@ def test_integration_timeout_covers_the_whole_call(
     assert "0.5 s" in error["message"]
 
 
+def test_a_call_that_had_its_slot_and_ran_out_of_time_is_504_not_429(
+    runner: Runner, upstream: Upstream
+):
+    upstream.slow_seconds = 3
+    runner.put("acme", one_model(upstream, "slow", max_concurrency=2, timeout=0.5))
+    response = runner.chat("M")
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+
+
 def test_over_the_rate_limit_is_429_with_retry_after(runner: Runner, upstream: Upstream):
     runner.put("acme", one_model(upstream, "model-a", rate_limit=2))
     assert [runner.chat("M").status_code for _ in range(2)] == [200, 200]
@@ -113,14 +123,24 @@ def test_max_concurrency_1_serialises_calls(runner: Runner, upstream: Upstream):
 
 def test_waiting_for_a_slot_past_the_timeout_is_429(runner: Runner, upstream: Upstream):
     upstream.slow_seconds = 1.0
-    runner.put("acme", one_model(upstream, "slow", max_concurrency=1, timeout=1.5))
+    spec = integration(
+        upstream,
+        max_concurrency=1,  # shared by both models
+        model_properties=[
+            {"name": "slow", "alias": "Patient", "timeout": 10},
+            {"name": "slow", "alias": "Hasty", "timeout": 0.4},
+        ],
+    )
+    runner.put("acme", spec)
     with ThreadPoolExecutor(2) as pool:
-        responses = list(pool.map(lambda _: runner.chat("M"), range(2)))
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [200, 429]
-    refused = next(r for r in responses if r.status_code == 429)
-    assert refused.json()["error"]["code"] == "concurrency_limited"
-    assert "retry-after" in refused.headers
+        patient = pool.submit(runner.chat, "Patient")
+        time.sleep(0.2)  # Patient holds the only slot for a second
+        hasty = runner.chat("Hasty")
+        assert patient.result().status_code == 200
+    assert hasty.status_code == 429
+    assert hasty.json()["error"]["code"] == "concurrency_limited"
+    assert "retry-after" in hasty.headers
+    assert len(upstream.received) == 1  # Hasty never reached the upstream
 
 
 def test_a_stream_is_never_retried_after_its_first_event(runner: Runner, upstream: Upstream):
