@@ -25,9 +25,6 @@ class ApiKeys:
     def __init__(self, entries: Iterable[str]) -> None:
         self._digests = [_digest_of_entry(e.strip()) for e in entries if e.strip()]
 
-    def __len__(self) -> int:
-        return len(self._digests)
-
     def allows(self, presented: str | None) -> bool:
         if not presented:
             return False

@@ -20,7 +20,7 @@ import logging
 import os
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import Fernet, MultiFernet
 
 from .settings import Settings
 
@@ -117,14 +117,3 @@ def _write_key_file(path: Path, keys: list[str]) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-
-
-__all__ = [
-    "InvalidToken",
-    "KeyConfigError",
-    "SecretBox",
-    "add_key_to_file",
-    "generate_key",
-    "key_id",
-    "load_secret_box",
-]

@@ -68,7 +68,8 @@ class AddressPolicy:
 
     def __init__(self, block_private: bool, resolver: AbstractResolver | None = None) -> None:
         self.block_private = block_private
-        self._resolver = resolver
+        self._given_resolver = resolver
+        self._system_resolver: AbstractResolver | None = None
 
     def why_refused(self, address: str) -> str | None:
         """Why connecting to ``address`` is refused, or None when it is allowed."""
@@ -95,7 +96,7 @@ class AddressPolicy:
 
     def resolver(self) -> AbstractResolver:
         """For aiohttp: resolve, then refuse the whole answer if any address is refused."""
-        return _GuardedResolver(self, self._resolver or aiohttp.DefaultResolver())
+        return _GuardedResolver(self, self._names())
 
     def transport(self, **options: Any) -> httpx.AsyncBaseTransport:
         """For httpx (LiteLLM's client, OAuth2 token requests): check names before sending."""
@@ -105,12 +106,20 @@ class AddressPolicy:
         try:
             reason = self.why_refused(host)
         except ValueError:
-            resolver = self._resolver or aiohttp.DefaultResolver()
-            for answer in await resolver.resolve(host, port, socket.AF_UNSPEC):
+            for answer in await self._names().resolve(host, port, socket.AF_UNSPEC):
                 self.check_address(host, answer["host"])
             return
         if reason is not None:
             raise AddressRefused(host, host, reason)
+
+    def _names(self) -> AbstractResolver:
+        """The resolver in use: the one given, else the system's, made once and shared
+        (made on first use, inside the event loop, as aiohttp's resolvers expect)."""
+        if self._given_resolver is not None:
+            return self._given_resolver
+        if self._system_resolver is None:
+            self._system_resolver = aiohttp.DefaultResolver()
+        return self._system_resolver
 
     def check_address(self, host: str, address: str) -> None:
         """Raise :class:`AddressRefused` if ``host``'s resolved ``address`` is refused."""

@@ -8,14 +8,13 @@
 
 from .codec import Sealed, UnreadableRow, seal, unseal
 from .engine import StoreConfigError
-from .store import IntegrationStore, Stamp, StoredRow, StoreUnavailable
+from .store import IntegrationStore, Stamp, StoredRow
 
 __all__ = [
     "IntegrationStore",
     "Sealed",
     "Stamp",
     "StoreConfigError",
-    "StoreUnavailable",
     "StoredRow",
     "UnreadableRow",
     "seal",

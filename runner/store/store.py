@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, RowMapping, func, insert, select, update
+from sqlalchemy import ColumnElement, RowMapping, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .codec import Sealed
@@ -29,10 +29,6 @@ class StoredRow:
     sealed: Sealed | None
     stamp: Stamp
     deleted: bool
-
-
-class StoreUnavailable(Exception):
-    """The database could not be reached or refused the write; nothing changed."""
 
 
 class IntegrationStore:
@@ -136,13 +132,6 @@ class IntegrationStore:
                 .values(secrets=new.secrets, key_id=new.key_id)
             )
             return result.rowcount == 1
-
-    async def count(self) -> int:
-        async with self._engine.connect() as connection:
-            result = await connection.execute(
-                select(func.count()).where(integrations.c.deleted.is_(False))
-            )
-            return result.scalar_one()
 
     async def _select(self, condition: ColumnElement[bool]) -> list[StoredRow]:
         query = select(integrations).where(condition).order_by(integrations.c.revision)
