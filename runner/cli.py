@@ -77,11 +77,13 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from .api import create_app
+    from .logs import logging_config
 
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        log_config=logging_config(settings.log_level),
         log_level=settings.log_level,
         access_log=False,
     )

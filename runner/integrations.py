@@ -122,6 +122,11 @@ class IntegrationService:
             for row in await self.store.changes_since(self.applied_revision):
                 applied += await self._apply(row)
                 self.applied_revision = max(self.applied_revision, row.stamp.revision)
+        log.debug(
+            "store at revision %d: applied %d change(s) from other runners",
+            self.applied_revision,
+            applied,
+        )
         return applied
 
     async def follow(self, interval: float) -> None:

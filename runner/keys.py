@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
 
+from .private_files import PRIVATE_FILE_MODE, private_dir
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ def _box(entries: list[str], source: str) -> SecretBox:
 
 def _write_key_file(path: Path, keys: list[str]) -> None:
     """Write the keys readable by the owner only, replacing the file in one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     with os.fdopen(descriptor, "w") as file:
         file.write("\n".join(keys) + "\n")
         file.flush()

@@ -88,9 +88,16 @@ def config_files(directory: Path) -> list[Path]:
 
 
 async def load_files(
-    paths: list[Path], registry: Registry, settings: Settings
+    paths: list[Path],
+    registry: Registry,
+    settings: Settings,
+    known: list[FileProblem] | None = None,
 ) -> list[FileProblem]:
-    """Register each file under its stem; return the ones that failed, and why."""
+    """Register each file under its stem; return the ones that failed, and why.
+
+    A failure already in ``known`` (a retry that failed the same way) is not
+    logged again, so the log has one line per problem, not one per retry.
+    """
     variables = file_variables(settings)
     failures = []
     for path in paths:
@@ -98,7 +105,8 @@ async def load_files(
             spec = read_integration(path, variables)
             await registry.put(path.stem, spec, Origin("file", file=str(path)))
         except IntegrationInvalid as exc:
-            failures.append(FileProblem(path, exc.problems))
-            for problem in exc.problems:
-                log.error("%s not loaded: %s", path, problem)
+            failure = FileProblem(path, exc.problems)
+            failures.append(failure)
+            if failure not in (known or []):
+                log.error("%s not loaded: %s", path, "; ".join(str(p) for p in exc.problems))
     return failures

@@ -148,7 +148,13 @@ class Registry:
             self._reroute(previous, registered)
         if previous is not None:
             self._retire(previous)
-        log.info("registered integration %r (%d models)", name, len(deployments))
+        log.info(
+            "%s integration %r (%d models, from %s)",
+            "registered" if previous is None else "replaced",
+            name,
+            len(deployments),
+            origin.file or ("the store" if origin.source == "api" else origin.source),
+        )
         return previous is None
 
     async def remove(self, name: str) -> None:

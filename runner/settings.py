@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,7 +54,10 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a single upstream call may take before the caller gets a 504.",
     )
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        default="info",
+        description="What the runner and uvicorn log: info is one line per change of state.",
+    )
     fast_path: bool = Field(
         default=True,
         description=(
@@ -103,6 +107,11 @@ class Settings(BaseSettings):
         gt=0,
         description="How often handler files are checked for edits, which then take effect.",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def effective_database_url(self) -> str:

@@ -32,9 +32,13 @@ async def watch_handlers(state: Any, registry: Registry, settings: Settings) -> 
         try:
             await registry.reload_changed_handlers()
             current = await asyncio.to_thread(directory_listing, directory)
+            if current != listing:
+                log.debug("handler folder %s changed", directory)
             if current != listing and state.config_errors:
                 paths = [failure.path for failure in state.config_errors]
-                state.config_errors = await load_files(paths, registry, settings)
+                state.config_errors = await load_files(
+                    paths, registry, settings, known=state.config_errors
+                )
             listing = current
         except Exception:
             log.exception(

@@ -49,12 +49,15 @@ def require_admin(request: Request) -> None:
 
 
 def _is_loopback(host: str | None) -> bool:
+    """Only a loopback *address* is local: behind uvicorn's proxy-header handling the
+    client may be whatever a forwarded header said, and a name such as ``localhost``
+    there is a claim, not a connection."""
     if host is None:
         return False
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return host == "localhost"
+        return False
 
 
 router = APIRouter(
