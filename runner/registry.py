@@ -10,7 +10,6 @@ Reads (the hot path) are a single dict lookup with no lock.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from .schema import INTEGRATION_NAME, Integration
 from .settings import Settings
 from .ssrf import AddressPolicy
 from .store import Stamp
+from .suggestions import closest_names
 from .upstream import Deployment, UpstreamClient, deployments_for, open_client, open_handler
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Registry:
         deployment = self._routes.get(model)
         if deployment is not None:
             return deployment
-        close = difflib.get_close_matches(model, list(self._routes), n=5, cutoff=0.5)
+        close = closest_names(model, self._routes)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise RunnerError(
             message=f"The model {model!r} does not exist.{hint} GET /v1/models lists every alias.",

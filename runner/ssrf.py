@@ -9,7 +9,13 @@ would turn it into a way into its own network (server-side request forgery):
 - loopback, private, carrier-grade NAT and unique-local ranges when
   ``RUNNER_BLOCK_PRIVATE_NETWORKS=true``.
 
-A URL whose host is a literal address is checked at registration (422). A host
+An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible,
+NAT64, 6to4, Teredo) is refused when the IPv4 address is: packets sent to it
+end up there.
+
+A URL whose host is a literal address is checked at registration (422); an
+IPv4 address not written a.b.c.d (octal, hex, one number, fewer parts) never
+gets that far, as the schema refuses it (:func:`runner.text_rules.http_url`). A host
 name is resolved when a request is made and every address it resolves to is
 checked before any connection is opened. On the fast path the connection then
 goes to the checked address, so a name that changes what it points to (DNS
@@ -33,6 +39,12 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# Where RFC 6052 puts the IPv4 address for each NAT64 prefix length a /48 may use.
+_NAT64_LOCAL_LENGTHS = (48, 56, 64, 96)
 
 _ALWAYS_REFUSED = tuple(
     ipaddress.ip_network(n)
@@ -72,10 +84,21 @@ class AddressPolicy:
         self._system_resolver: AbstractResolver | None = None
 
     def why_refused(self, address: str) -> str | None:
-        """Why connecting to ``address`` is refused, or None when it is allowed."""
+        """Why connecting to ``address`` is refused, or None when it is allowed.
+
+        An IPv6 address is also refused for the IPv4 address it carries, if any.
+        """
         ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        reason = self._rule_refusing(ip)
+        if reason is not None or isinstance(ip, ipaddress.IPv4Address):
+            return reason
+        for embedded in embedded_ipv4(ip):
+            reason = self._rule_refusing(embedded)
+            if reason is not None:
+                return f"an IPv6 address carrying {embedded}, {reason}"
+        return None
+
+    def _rule_refusing(self, ip: IPAddress) -> str | None:
         if any(ip in network for network in _ALWAYS_REFUSED):
             return "a link-local or cloud-metadata address, which upstreams may never use"
         if self.block_private and any(ip in network for network in _PRIVATE):
@@ -126,6 +149,32 @@ class AddressPolicy:
         reason = self.why_refused(address)
         if reason is not None:
             raise AddressRefused(host, address, reason)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: where packets sent to it end up.
+
+    For a local-use NAT64 prefix (64:ff9b:1::/48) the prefix length, and so where
+    the IPv4 address sits, is the network's choice: every RFC 6052 place counts.
+    """
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # :: and ::1 are no carriers
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip in _NAT64_LOCAL:
+        packed = ip.packed
+        without_u_octet = packed[:8] + packed[9:]  # RFC 6052 keeps bits 64-71 zero
+        return [
+            ipaddress.IPv4Address(
+                packed[12:] if length == 96 else without_u_octet[length // 8 : length // 8 + 4]
+            )
+            for length in _NAT64_LOCAL_LENGTHS
+        ]
+    return []
 
 
 class _GuardedResolver(AbstractResolver):

@@ -18,10 +18,11 @@ from fastapi.responses import JSONResponse
 from ..completions import complete, prepare
 from ..errors import RunnerError
 from ..integrations import IntegrationService
-from ..redaction import redacted, restore_redacted
+from ..redaction import parse_submitted, redacted
 from ..registry import Registered, Registry
-from ..schema import decode_json, parse_integration
+from ..schema import decode_json
 from ..settings import Settings
+from ..text_rules import check_text
 from ..upstream import Deployment
 
 
@@ -106,10 +107,11 @@ async def get_integration(name: str, request: Request) -> dict[str, Any]:
 async def put_integration(name: str, request: Request) -> JSONResponse:
     registry = _registry(request)
     service: IntegrationService = request.app.state.service
+    check_text("name", name)  # "acme%0A" in the path arrives as "acme\n"
     service.check_writable(name)
     previous = registry.get(name)
-    data = restore_redacted(decode_json(await request.body()), previous and previous.spec)
-    created = await service.put(name, parse_integration(data))
+    spec = parse_submitted(decode_json(await request.body()), previous and previous.spec)
+    created = await service.put(name, spec)
     registered = _existing(registry, name)
     return JSONResponse(_describe(registered, registry), status_code=201 if created else 200)
 
