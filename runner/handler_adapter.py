@@ -6,38 +6,47 @@ passes ``custom_llm_provider`` and hands request parameters over only inside
 ``optional_params``. The adapter bridges both, gives the handler the
 integration's credentials and headers, runs synchronous handlers in a thread,
 streams for handlers that cannot, enforces the request timeout, and turns
-whatever a handler raises into a caller-facing error. Hot reload swaps the
-wrapped instance in place, so LiteLLM's registration never changes.
+whatever a handler raises or returns into a caller-facing error. Hot reload
+swaps the wrapped instance in place, so LiteLLM's registration never changes.
+
+One handler must never take the server down. A ``SystemExit`` or
+``KeyboardInterrupt`` that leaves a coroutine on the event loop stops the loop
+(``Task.__step`` re-raises them), so handler code only ever runs in the
+caller's own task, under :meth:`HandlerAdapter._call`, which turns any
+``BaseException`` into that call's error; ``asyncio.wait_for`` is not used, as
+in Python 3.11 it runs the coroutine in a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from litellm import CustomLLM, ModelResponse
 from litellm.llms.custom_llm import CustomLLMError
-from litellm.types.utils import GenericStreamingChunk
+from litellm.types.utils import GenericStreamingChunk, ModelResponseStream
 
 from .auth import Credentials
 from .errors import RunnerError
+from .handler_results import chunk_problem, describe
+from .handler_threads import Escaped, in_thread, off_loop
 from .handlers import LoadedHandler
+from .scrub import caller_safe, secret_strings
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _END = object()
 
-# Synchronous handlers get threads of their own. asyncio's default executor is
-# small (cores + 4) and LiteLLM hops through it on every call, so a few slow
-# sync handlers sharing it would stall requests to every other model.
-_SYNC_HANDLER_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="custom-llm")
 
-
-async def _off_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_SYNC_HANDLER_THREADS, partial(function, *args, **kwargs))
+def _ours(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation of the caller's task (hang-up, deadline), not the
+    handler's doing: that one must go on up, or the task could not be stopped."""
+    task = asyncio.current_task()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
 
 
 def _overrides(instance: CustomLLM, method: str) -> bool:
@@ -53,7 +62,11 @@ def _keyword_filter(function: Callable[..., Any]) -> frozenset[str] | None:
 
 
 class HandlerAdapter(CustomLLM):
-    """Registered in ``litellm.custom_provider_map`` once per handler integration."""
+    """Registered in ``litellm.custom_provider_map`` once per handler integration.
+
+    ``secrets`` are the integration's secret values (see
+    :func:`runner.scrub.secret_strings`), masked in every error message.
+    """
 
     def __init__(
         self,
@@ -63,6 +76,7 @@ class HandlerAdapter(CustomLLM):
         credentials: Credentials,
         fixed_headers: Mapping[str, str],
         timeout: float,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.provider = provider
@@ -70,6 +84,7 @@ class HandlerAdapter(CustomLLM):
         self._credentials = credentials
         self._fixed_headers = dict(fixed_headers)
         self._timeout = timeout
+        self._secrets = secrets
         self.swap(loaded)
 
     def swap(self, loaded: LoadedHandler) -> None:
@@ -86,7 +101,10 @@ class HandlerAdapter(CustomLLM):
     def _name(self) -> str:
         return f"handler {type(self.loaded.instance).__name__} ({self.loaded.path.name})"
 
-    async def _arguments(self, method: str, litellm_kwargs: dict[str, Any]) -> dict[str, Any]:
+    async def _arguments(
+        self, method: str, litellm_kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]:
+        """The keyword arguments for the handler's ``method``, and the secret among them."""
         api_key, auth_headers = await self._credentials.resolve()
         params = dict(litellm_kwargs.get("optional_params") or {})
         params.pop("stream", None)
@@ -101,15 +119,16 @@ class HandlerAdapter(CustomLLM):
         accepted = self._filters[method]
         if accepted is not None:
             arguments = {k: v for k, v in arguments.items() if k in accepted}
-        return arguments
+        return arguments, api_key
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         instance = self.loaded.instance
         if "acompletion" in self._filters:
-            call = instance.acompletion(**await self._arguments("acompletion", kwargs))
+            arguments, api_key = await self._arguments("acompletion", kwargs)
+            step: Callable[[], Awaitable[Any]] = partial(instance.acompletion, **arguments)
         elif "completion" in self._filters:
-            arguments = await self._arguments("completion", kwargs)
-            call = _off_loop(instance.completion, **arguments)
+            arguments, api_key = await self._arguments("completion", kwargs)
+            step = partial(off_loop, instance.completion, **arguments)
         else:
             raise RunnerError(
                 f"{self._name} implements neither acompletion nor completion",
@@ -117,49 +136,89 @@ class HandlerAdapter(CustomLLM):
                 "handler_error",
                 "handler_incomplete",
             )
-        try:
-            return await asyncio.wait_for(call, self._timeout)
-        except Exception as exc:
-            raise self._error(exc) from exc
+        response = await self._call(step, api_key)
+        if not isinstance(response, ModelResponse):
+            raise self._wrong("returned", describe(response), "a litellm.ModelResponse")
+        return response
 
     async def astreaming(  # type: ignore[override]
         self, *args: Any, **kwargs: Any
-    ) -> AsyncIterator[GenericStreamingChunk]:
-        chunks = await self._open_stream(kwargs)
-        while True:
-            try:
-                chunk = await asyncio.wait_for(anext(chunks, _END), self._timeout)
-            except Exception as exc:
-                raise self._error(exc) from exc
-            if chunk is _END:
-                return
-            yield chunk
+    ) -> AsyncIterator[GenericStreamingChunk | ModelResponseStream]:
+        chunks, api_key = await self._open_stream(kwargs)
+        try:
+            while (chunk := await self._call(partial(anext, chunks, _END), api_key)) is not _END:
+                problem = chunk_problem(chunk)
+                if problem is not None:
+                    raise self._wrong(
+                        "streamed",
+                        problem,
+                        "GenericStreamingChunk dicts (text, is_finished, finish_reason, usage) "
+                        "or ModelResponseStream objects",
+                    )
+                yield chunk
+        finally:
+            # Closed here, in the caller's task: left to the event loop's finalizer, a
+            # handler's `finally` would run in a task of its own, unguarded.
+            await self._close(chunks, api_key)
 
-    async def _open_stream(self, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _open_stream(self, kwargs: dict[str, Any]) -> tuple[AsyncIterator[Any], str | None]:
         instance = self.loaded.instance
         if "astreaming" in self._filters:
-            return instance.astreaming(**await self._arguments("astreaming", kwargs))
-        if "streaming" in self._filters:
-            arguments = await self._arguments("streaming", kwargs)
-            return _in_thread(lambda: iter(instance.streaming(**arguments)))
-        # No streaming method: answer in full, delivered as a one-chunk stream.
-        return _as_stream(await self.acompletion(**kwargs))
+            arguments, api_key = await self._arguments("astreaming", kwargs)
 
-    def _error(self, exc: Exception) -> RunnerError:
-        if isinstance(exc, RunnerError):
-            return exc
-        if isinstance(exc, TimeoutError):
+            async def start() -> Any:
+                return instance.astreaming(**arguments)
+
+            chunks = await self._call(start, api_key)
+            if not isinstance(chunks, AsyncIterator):
+                raise self._wrong(
+                    "returned", describe(chunks), "astreaming to return an async iterator"
+                )
+            return chunks, api_key
+        if "streaming" in self._filters:
+            arguments, api_key = await self._arguments("streaming", kwargs)
+            return in_thread(lambda: iter(instance.streaming(**arguments))), api_key
+        # No streaming method: answer in full, delivered as a one-chunk stream.
+        return _as_stream(await self.acompletion(**kwargs)), None
+
+    async def _call(self, step: Callable[[], Awaitable[T]], api_key: str | None) -> T:
+        """Await ``step`` (handler code) within the timeout; whatever it raises is this call's
+        error, except a cancellation of the caller's task itself."""
+        deadline = asyncio.timeout(self._timeout)
+        try:
+            async with deadline:
+                return await step()
+        except BaseException as exc:
+            if _ours(exc):
+                raise
+            raise self._error(exc, api_key, timed_out=deadline.expired()) from exc
+
+    async def _close(self, chunks: AsyncIterator[Any], api_key: str | None) -> None:
+        """Close the handler's stream. A failure to close is only logged: the caller already
+        has its answer, or the error that ended it."""
+        close = getattr(type(chunks), "aclose", None)
+        if close is None:
+            return
+        try:
+            await self._call(partial(close, chunks), api_key)
+        except RunnerError as exc:
+            log.warning("closing the stream of %s failed: %s", self._name, exc.message)
+
+    def _error(self, exc: BaseException, api_key: str | None, *, timed_out: bool) -> RunnerError:
+        if timed_out:
             return RunnerError(
                 f"{self._name} did not answer within {self._timeout:g} s",
                 504,
                 "timeout_error",
                 "upstream_timeout",
             )
-        if isinstance(exc, CustomLLMError):
+        if isinstance(exc, Escaped):
+            exc = exc.original
+        status = getattr(exc, "status_code", None) if isinstance(exc, CustomLLMError) else None
+        if isinstance(status, int) and 400 <= status <= 599:
             # The handler chose the status; it keeps it, in the matching category.
-            status = exc.status_code
             return RunnerError(
-                f"{self._name} failed: {exc.message}",
+                f"{self._name} failed: {self._safe(_text(getattr(exc, 'message', '')), api_key)}",
                 status,
                 _HANDLER_STATUS_TYPES.get(
                     status,
@@ -168,12 +227,27 @@ class HandlerAdapter(CustomLLM):
                 "handler_error",
                 retryable=status == 429 or status >= 500,
             )
+        text = self._safe(_text(exc), api_key)
         return RunnerError(
-            f"{self._name} raised {type(exc).__name__}: {exc}",
+            f"{self._name} raised {type(exc).__name__}{': ' + text if text else ''}",
             503,
             "upstream_unavailable_error",
             "handler_error",
         )
+
+    def _wrong(self, verb: str, got: str, expected: str) -> RunnerError:
+        """The error for a handler that produced something LiteLLM cannot use."""
+        return RunnerError(
+            f"{self._name} {verb} {self._safe(got, None)}; expected {expected}",
+            503,
+            "upstream_unavailable_error",
+            "handler_error",
+        )
+
+    def _safe(self, text: str, api_key: str | None) -> str:
+        """``text`` fit for the caller; ``api_key`` is this call's, an OAuth2 token's too."""
+        secrets = self._secrets if api_key is None else secret_strings((*self._secrets, api_key))
+        return caller_safe(text, secrets)
 
 
 _HANDLER_STATUS_TYPES = {
@@ -185,11 +259,12 @@ _HANDLER_STATUS_TYPES = {
 }
 
 
-async def _in_thread(open_iterator: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
-    """Drive a synchronous iterator from a worker thread, one item at a time."""
-    iterator = await _off_loop(open_iterator)
-    while (item := await _off_loop(next, iterator, _END)) is not _END:
-        yield item
+def _text(value: object) -> str:
+    """``str(value)``, which runs the handler's code for its own exception types."""
+    try:
+        return str(value)
+    except BaseException:
+        return "(its message could not be read)"
 
 
 async def _as_stream(response: ModelResponse) -> AsyncIterator[GenericStreamingChunk]:

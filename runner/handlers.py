@@ -4,8 +4,8 @@ Each file is imported as a module of its own under a private name (nothing is
 added to ``sys.path``), so two files may define classes with the same name and
 a handler cannot shadow other code. Every way a file can be unusable — a path
 that escapes the directory, a missing file or class, an import that raises, a
-constructor that raises — becomes a :class:`~runner.errors.Problem` naming the
-``custom_llm_config`` field to fix.
+constructor that raises (``sys.exit()`` included) — becomes a
+:class:`~runner.errors.Problem` naming the ``custom_llm_config`` field to fix.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def load_handler(directory: Path, config: CustomLLMConfig) -> LoadedHandler:
         )
     try:
         instance = handler_class(**config.init_kwargs)
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() and KeyboardInterrupt too: see _import
         raise IntegrationInvalid(
             [
                 Problem(
@@ -170,12 +170,13 @@ def _import(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:
+        # SystemExit and KeyboardInterrupt included: raised by a file's code (this
+        # runs in a worker thread, never on the main one), they would otherwise
+        # travel back to the event loop and stop the server.
         if previous is None:
             sys.modules.pop(name, None)
         else:
             sys.modules[name] = previous
-        if isinstance(exc, KeyboardInterrupt):
-            raise
         raise IntegrationInvalid(
             [
                 Problem(

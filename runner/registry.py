@@ -20,7 +20,8 @@ from aiohttp.abc import AbstractResolver
 
 from .direct import open_session
 from .errors import IntegrationInvalid, Problem, RunnerError
-from .handlers import LoadedHandler, file_version, load_handler
+from .handler_loading import load as load_handler
+from .handlers import file_version
 from .litellm_providers import provider_name, register_provider, unregister_provider
 from .schema import INTEGRATION_NAME, Integration
 from .settings import Settings
@@ -117,7 +118,7 @@ class Registry:
         """
         _check_name(name)
         _check_addresses(spec, self.addresses)
-        loaded = await self._load_handler(spec) if spec.custom_llm_config else None
+        loaded = await load_handler(self._settings, spec) if spec.custom_llm_config else None
         async with self._write_lock:
             _check_conflicts(name, spec, self._routes, self._integrations)
             if loaded is not None:
@@ -184,7 +185,7 @@ class Registry:
             if adapter is None or config is None or version == adapter.loaded.version:
                 continue
             try:
-                loaded = await self._load_handler(registered.spec)
+                loaded = await load_handler(self._settings, registered.spec)
             except IntegrationInvalid as exc:
                 error = "; ".join(str(p) for p in exc.problems)
                 if self.handler_errors.get(registered.name) != error:
@@ -198,23 +199,6 @@ class Registry:
             adapter.swap(loaded)
             self.handler_errors.pop(registered.name, None)
             log.info("reloaded handler %s for %r", config.file_name, registered.name)
-
-    async def _load_handler(self, spec: Integration) -> LoadedHandler:
-        config = spec.custom_llm_config
-        assert config is not None
-        if not self._settings.custom_llms_enabled:
-            raise IntegrationInvalid(
-                [
-                    Problem(
-                        "custom_llm_config",
-                        "custom LLM handlers are "
-                        "disabled on this server; set CUSTOM_LLMS_ENABLED=true "
-                        "(or GALILEO_CUSTOM_LLMS_ENABLED=true) to enable them",
-                    )
-                ]
-            )
-        # Importing user code and running its constructor may block: keep it off the loop.
-        return await asyncio.to_thread(load_handler, self._settings.custom_llms_directory, config)
 
     async def aclose(self) -> None:
         for task in list(self._retiring):

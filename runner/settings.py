@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How often handler files are checked for edits, which then take effect.",
     )
+    handler_load_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a handler file may take to import and construct its class; "
+            "beyond it, registering is refused with a 422."
+        ),
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -24,7 +24,9 @@ from .guardrails import DEFAULT_NUM_RETRIES, Gate, Policy
 from .handler_adapter import HandlerAdapter
 from .handlers import LoadedHandler
 from .litellm_providers import provider_name
+from .redaction import secrets_of
 from .schema import Integration, Limits, ModelProperties
+from .scrub import secret_strings
 from .ssrf import AddressPolicy
 from .tls import tls_context
 
@@ -76,7 +78,11 @@ def open_handler(
     timeout: float,
     addresses: AddressPolicy,
 ) -> UpstreamClient:
-    """Wrap a loaded handler so LiteLLM can call it with the integration's credentials."""
+    """Wrap a loaded handler so LiteLLM can call it with the integration's credentials.
+
+    The integration's secrets are listed here, once, for the adapter to mask in
+    the errors a handler causes.
+    """
     credentials = credentials_for(integration, timeout, addresses)
     adapter = HandlerAdapter(
         provider=provider_name(name),
@@ -85,6 +91,7 @@ def open_handler(
         credentials=credentials,
         fixed_headers=integration.headers,
         timeout=timeout,
+        secrets=secret_strings(value for _, value in secrets_of(integration)),
     )
     return UpstreamClient(credentials=credentials, handler=adapter)
 

@@ -29,6 +29,7 @@ import httpx
 import litellm
 
 from .errors import RunnerError
+from .scrub import caller_safe
 from .ssrf import AddressRefused
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
     own = _in_chain(exc, RunnerError)
     if own is not None:
         return own
-    detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    # Exception text may hold a traceback and file paths (LiteLLM puts both in some).
+    detail = caller_safe(str(getattr(exc, "message", None) or exc) or type(exc).__name__)
     if (
         isinstance(exc, litellm.Timeout | TimeoutError)
         or _in_chain(exc, httpx.TimeoutException) is not None
@@ -136,7 +138,9 @@ def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
     # network error underneath tells the truth.
     network = _in_chain(exc, httpx.TransportError) or _in_chain(exc, aiohttp.ClientError)
     if network is not None or isinstance(exc, litellm.APIConnectionError):
-        reason = f"{type(network).__name__}: {network}" if network is not None else detail
+        reason = (
+            caller_safe(f"{type(network).__name__}: {network}") if network is not None else detail
+        )
         return connection_error(deployment, reason)
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
