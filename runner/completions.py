@@ -19,7 +19,7 @@ from . import direct
 from .errors import RunnerError
 from .guardrails import guarded
 from .upstream import Deployment
-from .upstream_errors import as_runner_error, error_event
+from .upstream_errors import error_event, upstream_error
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,21 @@ def mapped_headers(mapping: Mapping[str, str], body: Mapping[str, Any]) -> dict[
     values = dict(metadata) if isinstance(metadata, dict) else {}
     if "user_id" not in values and isinstance(body.get("user"), str):
         values["user_id"] = body["user"]
-    return {
-        header: str(values[field])
-        for field, header in mapping.items()
-        if values.get(field) is not None
-    }
+    headers = {}
+    for field, header in mapping.items():
+        if values.get(field) is None:
+            continue
+        value = str(values[field])
+        if not value.isprintable():  # CR, LF and the like would split or break the header
+            raise RunnerError(
+                message=f"'metadata.{field}' is sent upstream as the header {header!r}, so it "
+                "must be printable text on one line (no control or invisible characters).",
+                status_code=422,
+                param=f"metadata.{field}",
+                code="invalid_metadata",
+            )
+        headers[header] = value
+    return headers
 
 
 async def complete(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
@@ -130,7 +140,7 @@ async def _attempt(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
         if call.stream:
             return _sse_events(await anext(aiter(result), None), result, call)
     except Exception as exc:
-        raise as_runner_error(exc, call.deployment) from exc
+        raise upstream_error(exc, call.deployment) from exc
     result.model = call.deployment.alias
     return result.model_dump_json().encode()
 
@@ -150,7 +160,7 @@ async def _sse_events(first: Any, stream: Any, call: PreparedCall) -> AsyncItera
             chunk.model = alias
             yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
     except Exception as exc:
-        error = as_runner_error(exc, call.deployment)
+        error = upstream_error(exc, call.deployment)
         log.warning("stream from %r failed: %s", alias, error.message)
         yield error_event(error)
         return

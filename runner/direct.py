@@ -18,15 +18,19 @@ import json
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
+from . import upstream_answers
 from .auth import Credentials
+from .settings import DEFAULT_MAX_RESPONSE_BYTES
 from .ssrf import AddressPolicy
 from .tls import tls_context
-from .upstream_errors import as_runner_error, error_event, retry_after, status_error
+from .upstream_answers import AnswerTooLarge
+from .upstream_errors import error_event, retry_after, status_error, upstream_error
 
 if TYPE_CHECKING:
     from .completions import PreparedCall
@@ -34,19 +38,33 @@ if TYPE_CHECKING:
 _JSON = {"Content-Type": "application/json"}
 
 
-def open_session(timeout: float, addresses: AddressPolicy) -> aiohttp.ClientSession:
+class LimitedResponse(aiohttp.ClientResponse):
+    """An answer that knows the most bytes its session's runner passes on."""
+
+    max_bytes: ClassVar[int] = DEFAULT_MAX_RESPONSE_BYTES
+
+
+def open_session(
+    timeout: float,
+    addresses: AddressPolicy,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> aiohttp.ClientSession:
     """The one connection pool all fast-path calls of a runner share.
 
     No cookie jar (upstreams must not see each other's cookies), and
     ``timeout`` as the longest wait for a connection or for the next bytes of an
     answer. Proxies are not looked up here: aiohttp's ``trust_env`` would read
     the environment (and ``.netrc``) in a thread on every request, so each
-    route resolves its proxy once instead (:func:`env_proxy`).
+    route resolves its proxy once instead (:func:`env_proxy`). The answer
+    limit travels with the session's responses (aiohttp's ``response_class``),
+    so every route of this runner holds to it without carrying it.
     """
+    limited = type("LimitedResponse", (LimitedResponse,), {"max_bytes": max_response_bytes})
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ssl=tls_context(), resolver=addresses.resolver()),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+        response_class=limited,
     )
 
 
@@ -86,19 +104,23 @@ async def complete(call: PreparedCall, route: DirectRoute) -> bytes | AsyncItera
     try:
         response = await _send(route, body, call.headers)
         if not 200 <= response.status < 300:  # redirects are not followed, nor passed on
-            detail = _upstream_message(await response.read(), response.reason)
+            detail = _upstream_message(await _read(response), response.reason)
             wait = retry_after(response.headers.get("retry-after"))
             raise status_error(deployment, response.status, detail, wait)
         if not call.stream:
-            return _with_alias(await response.read(), deployment.alias)
-        first = await _next_event(response)
+            raw = await _read(response)
+            return _with_alias(raw, upstream_answers.completion(raw), deployment.alias)
+        events = _Events(response)
+        first = await events.next()
+        if first is None:
+            raise upstream_answers.no_events()
     except BaseException as exc:
         if response is not None:
-            response.release()  # also when cancelled: the integration's deadline passed
+            response.release()  # mid-body this closes the connection: cancelled, or refused
         if not isinstance(exc, Exception):
             raise
-        raise as_runner_error(exc, deployment) from exc
-    return _sse(first, response, call)
+        raise upstream_error(exc, deployment) from exc
+    return _sse(first, events, call)
 
 
 async def _send(route: DirectRoute, body: bytes, mapped: dict[str, str]) -> aiohttp.ClientResponse:
@@ -119,45 +141,78 @@ async def _send(route: DirectRoute, body: bytes, mapped: dict[str, str]) -> aioh
     return response
 
 
-async def _next_event(response: aiohttp.ClientResponse) -> bytes | None:
-    """The next SSE ``data:`` payload, or None at the end of the stream."""
-    async for line in response.content:
-        if line.startswith(b"data:"):
-            payload = line[5:].strip()
-            if payload != b"[DONE]":
-                return payload
-            await response.read()  # to the end of the body, so the connection is reused
-            return None
-    return None
+def _max_bytes(response: aiohttp.ClientResponse) -> int:
+    if isinstance(response, LimitedResponse):
+        return response.max_bytes
+    return DEFAULT_MAX_RESPONSE_BYTES
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    """The whole (decompressed) body, refused once longer than the runner's limit."""
+    limit = _max_bytes(response)
+    chunks = []
+    size = 0
+    async for data in response.content.iter_any():
+        size += len(data)
+        if size > limit:
+            raise AnswerTooLarge(limit)
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+class _Events:
+    """A stream's ``data:`` payloads, its bytes counted against the runner's limit."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self._limit = self._left = _max_bytes(response)
+
+    async def next(self) -> tuple[bytes, dict[str, Any]] | None:
+        """The next payload and its JSON object, or None at the end of the stream."""
+        while line := await self._line():
+            if line.startswith(b"data:"):
+                payload = line[5:].strip()
+                if payload != b"[DONE]":
+                    return payload, upstream_answers.chunk(payload)
+                while await self._line():  # to the end, so the connection is reused
+                    pass
+                return None
+        return None
+
+    async def _line(self) -> bytes:
+        try:
+            line = await self.response.content.readline(max_line_length=max(self._left, 1))
+        except LineTooLong:
+            raise AnswerTooLarge(self._limit) from None
+        self._left -= len(line)
+        if self._left < 0:
+            raise AnswerTooLarge(self._limit)
+        return line
 
 
 async def _sse(
-    first: bytes | None, response: aiohttp.ClientResponse, call: PreparedCall
+    first: tuple[bytes, dict[str, Any]], events: _Events, call: PreparedCall
 ) -> AsyncIterator[bytes]:
     alias = call.deployment.alias
-    payload = first
+    event: tuple[bytes, dict[str, Any]] | None = first
     try:
-        while payload is not None:
-            yield b"data: " + _with_alias(payload, alias) + b"\n\n"
-            payload = await _next_event(response)
+        while event is not None:
+            yield b"data: " + _with_alias(*event, alias) + b"\n\n"
+            event = await events.next()
     except Exception as exc:
-        yield error_event(as_runner_error(exc, call.deployment))
+        yield error_event(upstream_error(exc, call.deployment))
         return
     finally:
-        response.release()
+        events.response.release()
     yield b"data: [DONE]\n\n"
 
 
-def _with_alias(raw: bytes, alias: str) -> bytes:
+def _with_alias(raw: bytes, answer: dict[str, Any], alias: str) -> bytes:
     """The upstream's JSON with ``model`` set to the alias the caller used."""
-    try:
-        data: Any = json.loads(raw)
-    except ValueError:
+    if "model" not in answer:
         return raw
-    if isinstance(data, dict) and "model" in data:
-        data["model"] = alias
-        return json.dumps(data, separators=(",", ":")).encode()
-    return raw
+    answer["model"] = alias
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
 def _upstream_message(raw: bytes, reason: str | None) -> str:

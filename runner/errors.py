@@ -78,13 +78,15 @@ class ErrorEnvelope(BaseModel):
 class IntegrationInvalid(RunnerError):
     """The integration JSON cannot be accepted; nothing was stored or registered."""
 
-    def __init__(self, problems: list[Problem], status_code: int = 422) -> None:
+    def __init__(
+        self, problems: list[Problem], status_code: int = 422, code: str | None = None
+    ) -> None:
         summary = "; ".join(str(p) for p in problems)
         super().__init__(
             message=f"invalid integration: {summary}",
             status_code=status_code,
             type="invalid_integration",
-            code="alias_conflict" if status_code == 409 else "invalid_integration",
+            code=code or ("alias_conflict" if status_code == 409 else "invalid_integration"),
             param=problems[0].field if problems else None,
             problems=list(problems),
         )

@@ -125,7 +125,11 @@ class Registry:
                 client = open_handler(name, spec, loaded, self._timeout, self.addresses)
             else:
                 client = open_client(
-                    spec, self._timeout, self.addresses, via_litellm=not self._settings.fast_path
+                    spec,
+                    self._timeout,
+                    self.addresses,
+                    via_litellm=not self._settings.fast_path,
+                    max_response_bytes=self._settings.max_response_bytes,
                 )
             deployments = tuple(
                 deployments_for(name, spec, client, self._timeout, self._direct_session())
@@ -214,7 +218,9 @@ class Registry:
     def _direct_session(self) -> aiohttp.ClientSession | None:
         """The fast path's shared connection pool, opened on first use (inside the loop)."""
         if self._settings.fast_path and self._session is None:
-            self._session = open_session(self._timeout, self.addresses)
+            self._session = open_session(
+                self._timeout, self.addresses, self._settings.max_response_bytes
+            )
         return self._session
 
     def _reroute(self, old: Registered | None, new: Registered | None) -> None:

@@ -11,7 +11,6 @@ hold is :mod:`runner.text_rules`).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -27,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from . import json_body
 from .catalog import DEFAULT_PARAMETERS, closest_builtin_names, lookup_builtin
 from .errors import IntegrationInvalid, Problem
 from .schema_refusals import KnownFields, cross_field_problems, problems_from
@@ -186,14 +186,14 @@ class OAuth2Integration(_IntegrationBase):
         if not isinstance(value, str):
             return value
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
+            return json_body.loads(value)
+        except json_body.JsonRefused as exc:
             raise PydanticCustomError(
                 "token_json",
                 "must be an escaped JSON string such as "
                 '"{{\\"client_id\\": \\"ID\\", \\"client_secret\\": \\"SECRET\\"}}" '
-                "({reason} at character {pos})",
-                {"reason": exc.msg, "pos": exc.pos},
+                "({reason})",
+                {"reason": str(exc)},
             ) from None
 
 
@@ -236,15 +236,13 @@ def parse_integration_json(text: str | bytes) -> Integration:
 
 
 def decode_json(text: str | bytes) -> Any:
-    """Decode integration JSON; a syntax error is refused with its line and column."""
+    """Decode integration JSON strictly (:mod:`runner.json_body`): a syntax error is
+    refused with its line and column, as are NaN, Infinity and absurd nesting."""
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = (
-            f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else str(exc)
-        )
+        return json_body.loads(text)
+    except json_body.JsonRefused as exc:
         raise IntegrationInvalid(
-            [Problem("", f"not valid JSON: {reason}; send one JSON object")], status_code=400
+            [Problem("", f"not valid JSON: {exc}; send one JSON object")],
+            status_code=400,
+            code="invalid_json",
         ) from None

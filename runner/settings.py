@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     """Everything an operator can set without touching code.
@@ -41,6 +43,14 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024,
         ge=1024,
         description="Largest request body accepted; bigger ones get a 413.",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=1024,
+        description=(
+            "Longest upstream answer passed on, streamed or not (after decompression); "
+            "longer ones are cut off with a 502 or a final error event."
+        ),
     )
     block_private_networks: bool = Field(
         default=False,

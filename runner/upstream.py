@@ -19,6 +19,7 @@ import httpx
 from openai import AsyncOpenAI
 
 from .auth import Credentials, HttpxAuth, OAuth2Credentials, credentials_for
+from .checked_transport import CheckedTransport
 from .direct import DirectRoute, env_proxy
 from .guardrails import DEFAULT_NUM_RETRIES, Gate, Policy
 from .handler_adapter import HandlerAdapter
@@ -27,6 +28,7 @@ from .litellm_providers import provider_name
 from .redaction import secrets_of
 from .schema import Integration, Limits, ModelProperties
 from .scrub import secret_strings
+from .settings import DEFAULT_MAX_RESPONSE_BYTES
 from .ssrf import AddressPolicy
 from .tls import tls_context
 
@@ -97,13 +99,19 @@ def open_handler(
 
 
 def open_client(
-    integration: Integration, timeout: float, addresses: AddressPolicy, *, via_litellm: bool
+    integration: Integration,
+    timeout: float,
+    addresses: AddressPolicy,
+    *,
+    via_litellm: bool,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> UpstreamClient:
     """A client for ``integration.endpoint`` that authenticates every request it sends.
 
     Only calls made through LiteLLM need the pooled OpenAI client; the fast path
     sends over the registry's shared session, so without ``via_litellm`` the
     client holds just the credentials (and registering stays cheap at scale).
+    Its answers are held to what the fast path accepts (:mod:`runner.checked_transport`).
     """
     credentials = credentials_for(integration, timeout, addresses)
     if not via_litellm:
@@ -119,10 +127,13 @@ def open_client(
         # The proxy the environment chooses for this endpoint, looked up once per
         # process rather than on every client (trust_env rescans os.environ each time).
         trust_env=False,
-        transport=addresses.transport(
-            verify=tls_context(),
-            proxy=env_proxy(integration.endpoint) if integration.endpoint else None,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        transport=CheckedTransport(
+            addresses.transport(
+                verify=tls_context(),
+                proxy=env_proxy(integration.endpoint) if integration.endpoint else None,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            ),
+            max_response_bytes,
         ),
         timeout=timeout,
         event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},

@@ -31,6 +31,7 @@ import litellm
 from .errors import RunnerError
 from .scrub import caller_safe
 from .ssrf import AddressRefused
+from .upstream_answers import BadAnswer
 
 if TYPE_CHECKING:
     from .upstream import Deployment
@@ -152,6 +153,26 @@ def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
         "upstream_connection_error",
         "upstream_failed",
     )
+
+
+def answer_error(exc: BaseException, deployment: Deployment) -> RunnerError | None:
+    """The 502 for a 200 the runner would not pass on, if ``exc`` is or wraps one.
+
+    A connection-category failure, but not retried: the upstream did answer
+    (and may have done the work), and would most likely answer the same again.
+    See :mod:`runner.upstream_answers`.
+    """
+    refused = _in_chain(exc, BadAnswer)
+    if refused is None:
+        return None
+    return RunnerError(
+        f"{where(deployment)} {refused}", 502, "upstream_connection_error", refused.code
+    )
+
+
+def upstream_error(exc: BaseException, deployment: Deployment) -> RunnerError:
+    """What a call path raises for ``exc``: a refused answer, else :func:`as_runner_error`."""
+    return answer_error(exc, deployment) or as_runner_error(exc, deployment)
 
 
 def retry_after(value: str | None) -> float | None:

@@ -15,12 +15,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from ..json_body import object_body
+
 router = APIRouter(prefix="/demo/v1", tags=["demo"], include_in_schema=False)
 
 
 @router.post("/chat/completions")
 async def echo(request: Request) -> Response:
-    body = await request.json()
+    body = object_body(await request.body())
     text = f"echo: {_last_user_text(body.get('messages') or [])}"
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, int) and max_tokens > 0:

@@ -6,24 +6,21 @@ bear it; without one, only clients on this machine may manage integrations.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import ipaddress
-import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from ..completions import complete, prepare
 from ..errors import RunnerError
 from ..integrations import IntegrationService
+from ..probes import DEFAULT_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS, deadline_from, probe_all
 from ..redaction import parse_submitted, redacted
 from ..registry import Registered, Registry
 from ..schema import decode_json
 from ..settings import Settings
 from ..text_rules import check_text
-from ..upstream import Deployment
 
 
 def require_admin(request: Request) -> None:
@@ -122,29 +119,32 @@ async def delete_integration(name: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{name}/test")
+@router.post(
+    "/{name}/test",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "timeout",
+                "in": "query",
+                "required": False,
+                "description": (
+                    f"Seconds the whole test may take (default {DEFAULT_DEADLINE_SECONDS:g}, "
+                    f"at most {MAX_DEADLINE_SECONDS:g})."
+                ),
+                "schema": {"type": "number", "exclusiveMinimum": 0},
+            }
+        ]
+    },
+)
 async def test_integration(name: str, request: Request) -> dict[str, Any]:
-    """Send one tiny request to each model and report how each one answered."""
+    """Send one tiny request to each model, a few at a time, and report how each answered.
+
+    Models not answered within the deadline are reported as not ``ok``.
+    """
     registered = _existing(_registry(request), name)
-    results = await asyncio.gather(*(_probe(d) for d in registered.deployments))
+    deadline = deadline_from(request.query_params.get("timeout"))
+    results = await probe_all(registered.deployments, deadline)
     return {"name": name, "ok": all(r["ok"] for r in results), "results": results}
-
-
-async def _probe(deployment: Deployment) -> dict[str, Any]:
-    body = {"messages": [{"role": "user", "content": "Reply with the word OK."}], "max_tokens": 5}
-    started = time.perf_counter()
-    try:
-        await complete(prepare(deployment, body))
-        error = None
-    except RunnerError as exc:
-        error = {"status": exc.status_code, "message": exc.message}
-    return {
-        "alias": deployment.alias,
-        "model": deployment.upstream_model,
-        "ok": error is None,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-        "error": error,
-    }
 
 
 def _existing(registry: Registry, name: str) -> Registered:

@@ -5,20 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .. import json_body
 from ..completions import complete, prepare
 from ..errors import RunnerError
 from ..registry import Registry
+from .hang_up import HangUpWatch
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 DROPPED_PARAMS_HEADER = "x-runner-dropped-params"
+# Names the dropped-parameters header may repeat; anything else a caller sent as a
+# key (CR/LF, non-ASCII, kilobytes) is only counted.
+_PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# Bytes of names the header lists before it says ", and N more" instead.
+_DROPPED_NAMES_BYTES = 224
 
 
 @router.get("/models")
@@ -47,7 +55,7 @@ async def answer_chat(
     registry: Registry, raw: bytes
 ) -> tuple[bytes | AsyncIterator[bytes], dict[str, str]]:
     """The answer to one request body (JSON, or SSE events) and extra response headers."""
-    body = _json_object(raw)
+    body = json_body.object_body(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise RunnerError(
@@ -58,7 +66,30 @@ async def answer_chat(
         )
     call = prepare(registry.resolve(model), body)
     result = await complete(call)
-    return result, {DROPPED_PARAMS_HEADER: ",".join(call.dropped)} if call.dropped else {}
+    return result, {DROPPED_PARAMS_HEADER: dropped_params(call.dropped)} if call.dropped else {}
+
+
+def dropped_params(names: Sequence[str]) -> str:
+    """The dropped-parameters header: plain names, in order, within a few hundred bytes.
+
+    A parameter name is any key of the caller's JSON, so it may hold CR/LF (which
+    would break the response) or be kilobytes long (thousands of them make a
+    header no client reads). Only plain names are repeated; the rest are counted.
+    """
+    shown: list[str] = []
+    size = 0
+    for name in names:
+        if not _PARAMETER_NAME.fullmatch(name):
+            continue
+        if size + len(name) > _DROPPED_NAMES_BYTES:
+            break
+        shown.append(name)
+        size += len(name) + 1
+    listed = ",".join(shown)
+    hidden = len(names) - len(shown)
+    if not hidden:
+        return listed
+    return f"{listed}, and {hidden} more" if shown else f"and {hidden} more"
 
 
 async def serve_chat_completions(
@@ -72,23 +103,43 @@ async def serve_chat_completions(
     with the same errors the app's handlers would produce.
     """
     try:
-        result, headers = await answer_chat(registry, await _read_body(receive))
+        raw = await _read_body(receive)
+    except RunnerError as exc:  # a body over RUNNER_MAX_REQUEST_BYTES
+        await send_error(send, exc)
+        return
+    watch = HangUpWatch(receive)
+    try:
+        await _respond(registry, raw, watch, send)
+    except asyncio.CancelledError:
+        if not watch.hung_up:
+            raise
+        watch.absorb()  # the caller is gone, and the work has unwound: nothing to send
+    finally:
+        watch.stop()
+
+
+async def _respond(registry: Registry, raw: bytes, watch: HangUpWatch, send: Send) -> None:
+    try:
+        result, headers = await answer_chat(registry, raw)
     except RunnerError as exc:
+        watch.stop()
         await send_error(send, exc)
         return
     except Exception:
         log.exception("unhandled error on POST /v1/chat/completions")
+        watch.stop()
         await send_error(
             send, RunnerError("internal error in the runner; see its log", 500, "server_error")
         )
         return
     raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
     if isinstance(result, bytes):
+        watch.stop()
         await _send_json(send, 200, result, raw_headers)
         return
     raw_headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-    await _stream(result, receive, send)
+    await _stream(result, watch, send)
 
 
 async def send_error(send: Send, error: RunnerError) -> None:
@@ -119,34 +170,12 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _stream(events: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
-    """Send events until they end or the caller hangs up (then stop reading upstream).
-
-    The hang-up watch starts after the first event, keeping its cost off the
-    time to first byte.
-    """
-    hung_up: asyncio.Future[Any] | None = None
+async def _stream(events: AsyncIterator[bytes], watch: HangUpWatch, send: Send) -> None:
+    """Send events until they end; a hang-up meanwhile cancels the task (see ``watch``)."""
     try:
         async for event in events:
-            if hung_up is None:
-                hung_up = asyncio.ensure_future(receive())  # resolves only on http.disconnect
-            elif hung_up.done():
-                break
             await send({"type": "http.response.body", "body": event, "more_body": True})
+        watch.stop()
         await send({"type": "http.response.body", "body": b""})
     finally:
-        if hung_up is not None:
-            hung_up.cancel()
         await events.aclose()  # type: ignore[attr-defined]
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunnerError(
-            f"The request body is not valid JSON: {exc}", code="invalid_json"
-        ) from None
-    if not isinstance(body, dict):
-        raise RunnerError("The request body must be a JSON object.", code="invalid_json")
-    return body
