@@ -42,7 +42,9 @@ class RunnerError(Exception):
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
-    def headers(self) -> dict[str, str]:
+    def response_headers(self) -> dict[str, str]:
+        """Headers for the HTTP answer. Not named ``headers``: LiteLLM reads an
+        exception's ``headers`` attribute as a mapping when it logs a failure."""
         if self.retry_after is None:
             return {}
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}

@@ -136,7 +136,7 @@ def create_app(
 
 async def _runner_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RunnerError)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers())
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.response_headers())
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -144,7 +144,7 @@ async def _respond(registry: Registry, raw: bytes, watch: HangUpWatch, send: Sen
 
 async def send_error(send: Send, error: RunnerError) -> None:
     """Answer with ``error`` in the OpenAI envelope, straight over ASGI."""
-    headers = [(k.encode(), v.encode()) for k, v in error.headers().items()]
+    headers = [(k.encode(), v.encode()) for k, v in error.response_headers().items()]
     await _send_json(send, error.status_code, json.dumps(error.to_body()).encode(), headers)
 
 
