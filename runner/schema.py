@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from . import json_body
 from .catalog import DEFAULT_PARAMETERS, closest_builtin_names, lookup_builtin
 from .errors import IntegrationInvalid, Problem
-from .schema_refusals import KnownFields, cross_field_problems, problems_from
+from .schema_refusals import KnownFields, problems_from
 from .text_rules import PLAIN, VISIBLE, http_url
 
 # \Z, not $: "$" would also match before a trailing newline ("acme\n").
@@ -224,15 +224,10 @@ def parse_integration(data: object) -> Integration:
         integration = _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise IntegrationInvalid(problems_from(exc, data, _KNOWN_FIELDS)) from None
-    problems = cross_field_problems(integration)
+    problems = _cross_field_problems(integration)
     if problems:
         raise IntegrationInvalid(problems)
     return integration
-
-
-def parse_integration_json(text: str | bytes) -> Integration:
-    """Like :func:`parse_integration`, from JSON text."""
-    return parse_integration(decode_json(text))
 
 
 def decode_json(text: str | bytes) -> Any:
@@ -246,3 +241,62 @@ def decode_json(text: str | bytes) -> Any:
             status_code=400,
             code="invalid_json",
         ) from None
+
+
+def _cross_field_problems(integration: Integration) -> list[Problem]:
+    """What a valid shape can still get wrong: fields that must agree with each other."""
+    problems: list[Problem] = []
+    if integration.endpoint is None and integration.custom_llm_config is None:
+        problems.append(
+            Problem(
+                "endpoint",
+                "required: the provider's OpenAI-compatible base URL, e.g. "
+                "https://api.example.com/v1 (the runner appends /chat/completions)",
+            )
+        )
+    seen: dict[str, int] = {}
+    for index, model in enumerate(integration.model_properties):
+        alias = model.caller_alias
+        if alias in seen:
+            problems.append(
+                Problem(
+                    f"model_properties[{index}].alias",
+                    f"{alias!r} is already the alias of model_properties[{seen[alias]}]; "
+                    "give each model a distinct alias",
+                )
+            )
+        seen.setdefault(alias, index)
+    problems.extend(_unknown_secret_marks(integration))
+    wanted = integration.default_model
+    if wanted is not None and not any(
+        wanted in (m.name, m.alias) for m in integration.model_properties
+    ):
+        names = ", ".join(repr(m.name) for m in integration.model_properties)
+        problems.append(
+            Problem("default_model", f"{wanted!r} is not in model_properties; use one of {names}")
+        )
+    return problems
+
+
+def _unknown_secret_marks(integration: Integration) -> list[Problem]:
+    """A secret mark naming nothing would silently protect nothing: refuse it."""
+    problems = []
+    lowered = {h.lower() for h in integration.headers}
+    for index, header in enumerate(integration.secret_headers):
+        if header.lower() not in lowered:
+            problems.append(
+                Problem(
+                    f"secret_headers[{index}]",
+                    f"{header!r} is not in headers; list only header names the integration sets",
+                )
+            )
+    config = integration.custom_llm_config
+    for index, key in enumerate(config.secret_init_kwargs if config else []):
+        if key not in config.init_kwargs:  # type: ignore[union-attr]
+            problems.append(
+                Problem(
+                    f"custom_llm_config.secret_init_kwargs[{index}]",
+                    f"{key!r} is not in init_kwargs; list only keys init_kwargs has",
+                )
+            )
+    return problems

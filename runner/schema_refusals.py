@@ -1,9 +1,9 @@
-"""Why an integration is refused: pydantic's errors explained, and the cross-field rules.
+"""Why an integration is refused: pydantic's errors explained field by field.
 
-:mod:`runner.schema` describes the shape; this module turns what is wrong with
-a submission into :class:`~runner.errors.Problem` entries that name the field at
-fault and say how to fix it. It knows the shape only through :class:`KnownFields`,
-so it does not import the models it explains.
+:mod:`runner.schema` describes the shape; this module turns pydantic's
+validation errors into :class:`~runner.errors.Problem` entries that name the
+field at fault and say how to fix it. It knows the shape only through
+:class:`KnownFields`, so it does not import the models it explains.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from .errors import Problem
-
-if TYPE_CHECKING:
-    from .schema import Integration
 
 _MISSING_HINTS = {
     "api_key_header": "the header your provider reads the key from, e.g. 'x-api-key', "
@@ -131,62 +127,3 @@ def _unknown_field_message(name: str, auth: object, top_level: bool, known: Know
     candidates = known.top_level if top_level else known.nested
     close = difflib.get_close_matches(name, candidates, n=1)
     return "unknown property" + (f"; did you mean {close[0]!r}?" if close else "; remove it")
-
-
-def cross_field_problems(integration: Integration) -> list[Problem]:
-    """What a valid shape can still get wrong: fields that must agree with each other."""
-    problems: list[Problem] = []
-    if integration.endpoint is None and integration.custom_llm_config is None:
-        problems.append(
-            Problem(
-                "endpoint",
-                "required: the provider's OpenAI-compatible base URL, e.g. "
-                "https://api.example.com/v1 (the runner appends /chat/completions)",
-            )
-        )
-    seen: dict[str, int] = {}
-    for index, model in enumerate(integration.model_properties):
-        alias = model.caller_alias
-        if alias in seen:
-            problems.append(
-                Problem(
-                    f"model_properties[{index}].alias",
-                    f"{alias!r} is already the alias of model_properties[{seen[alias]}]; "
-                    "give each model a distinct alias",
-                )
-            )
-        seen.setdefault(alias, index)
-    problems.extend(_unknown_secret_marks(integration))
-    wanted = integration.default_model
-    if wanted is not None and not any(
-        wanted in (m.name, m.alias) for m in integration.model_properties
-    ):
-        names = ", ".join(repr(m.name) for m in integration.model_properties)
-        problems.append(
-            Problem("default_model", f"{wanted!r} is not in model_properties; use one of {names}")
-        )
-    return problems
-
-
-def _unknown_secret_marks(integration: Integration) -> list[Problem]:
-    """A secret mark naming nothing would silently protect nothing: refuse it."""
-    problems = []
-    lowered = {h.lower() for h in integration.headers}
-    for index, header in enumerate(integration.secret_headers):
-        if header.lower() not in lowered:
-            problems.append(
-                Problem(
-                    f"secret_headers[{index}]",
-                    f"{header!r} is not in headers; list only header names the integration sets",
-                )
-            )
-    config = integration.custom_llm_config
-    for index, key in enumerate(config.secret_init_kwargs if config else []):
-        if key not in config.init_kwargs:  # type: ignore[union-attr]
-            problems.append(
-                Problem(
-                    f"custom_llm_config.secret_init_kwargs[{index}]",
-                    f"{key!r} is not in init_kwargs; list only keys init_kwargs has",
-                )
-            )
-    return problems
