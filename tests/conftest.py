@@ -1,44 +1,16 @@
+"""Fixtures shared by every test module, built on the helpers in ``helpers.py``."""
+
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from runner.api import create_app
-from runner.settings import Settings
-
 from .fakes import TokenServer, Upstream
-from .servers import serve
+from .helpers import Runner, serve, start_runner
 from .stores import drop_postgres_database, new_postgres_database, own_postgres_server
-
-
-@dataclass
-class Runner:
-    """A runner served on loopback, with helpers for the calls tests make most."""
-
-    url: str
-    http: httpx.Client
-
-    def put(self, name: str, integration: dict[str, Any]) -> httpx.Response:
-        return self.http.post(f"/integrations/{name}", json=integration)
-
-    def chat(self, model: str, content: str = "hi", **params: Any) -> httpx.Response:
-        body = {"model": model, "messages": [{"role": "user", "content": content}], **params}
-        return self.http.post("/v1/chat/completions", json=body)
-
-
-@contextmanager
-def start_runner(config_dir: Path, **settings: Any) -> Iterator[Runner]:
-    defaults = {"config_dir": config_dir, "data_dir": config_dir.parent / "data"}
-    app = create_app(Settings(**{**defaults, "upstream_timeout": 5, **settings}))
-    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as http:
-        yield Runner(url, http)
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +56,14 @@ def config_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def handler_dir(tmp_path: Path) -> Path:
+    """An empty folder for the handler files a test writes."""
+    path = tmp_path / "custom_llms"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def call_path() -> str:
     """Which way plain OpenAI-compatible calls go; test modules that cover calling
     override this with both values, so one suite proves the two paths alike."""
@@ -94,17 +74,6 @@ def call_path() -> str:
 def runner(config_dir: Path, call_path: str) -> Iterator[Runner]:
     with start_runner(config_dir, fast_path=call_path == "direct") as running:
         yield running
-
-
-def integration(upstream: Upstream, **overrides: Any) -> dict[str, Any]:
-    """A minimal valid integration pointing at the test upstream."""
-    base: dict[str, Any] = {
-        "authentication_type": "none",
-        "endpoint": upstream.url,
-        "model_properties": [{"name": "model-a", "alias": "Model A"}],
-    }
-    base.update(overrides)
-    return base
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ class GenerateProvider:
     async def _generate(self, request: Request) -> Response:
         body = await request.json()
         self.received.append(Received(request.url.path, dict(request.headers), body))
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay)  # the slowness tests ask for: not a wait
         if self.fail_status is not None:
             return _error(self.fail_status, f"generate refused with {self.fail_status}")
         return JSONResponse(

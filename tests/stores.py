@@ -7,22 +7,16 @@ sets RUNNER_TEST_POSTGRES_URL; without it, the tests start one themselves with
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO
 
 
 def sql(url: str, statement: str) -> list[tuple[str, ...]]:
@@ -69,53 +63,3 @@ def own_postgres_server() -> Iterator[str | None]:
     finally:
         subprocess.run([str(REPO / ".ci" / "postgres"), "stop", str(workdir / "pg")], check=False)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def runner_process(
-    env: dict[str, str], config_dir: Path
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``runner serve`` in its own process, so a test can kill -9 it; yields it and its URL."""
-    port = free_port()
-    process = spawn_runner(env, config_dir, port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, url)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=20)
-
-
-def spawn_runner(env: dict[str, str], config_dir: Path, port: int) -> subprocess.Popen[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "serve", "--port", str(port)],
-        env={**base, "RUNNER_CONFIG_DIR": str(config_dir), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_healthy(process: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"runner exited with {process.returncode}: {process.stderr.read()}"
-            )
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "runner never became healthy"
-        time.sleep(0.1)

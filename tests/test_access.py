@@ -10,8 +10,8 @@ import pytest
 
 from runner.access import hash_key
 
-from .conftest import Runner, integration, start_runner
 from .fakes import Upstream
+from .helpers import Runner, integration, start_runner
 
 
 def test_api_keys_guard_every_inference_route(

@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from .conftest import Runner, integration
 from .fakes import TokenServer, Upstream
+from .helpers import Runner, integration
 
 
 @pytest.fixture(params=["direct", "litellm"])
@@ -143,6 +143,7 @@ def test_oauth2_token_renewed_when_it_expires(
     runner.chat("Model A")
     runner.chat("Model A")
     assert len(token_server.requests) == 1
+    # Time passing is what is tested (past half its 1 s life, the token is renewed).
     time.sleep(0.6)
     runner.chat("Model A")
     assert len(token_server.requests) == 2

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import openai
 import pytest
 
-from .conftest import Runner, integration
 from .fakes import Upstream
+from .helpers import Runner, free_port, integration, start_runner
 
 
 @pytest.fixture(params=["direct", "litellm"])
@@ -334,9 +333,7 @@ def test_upstream_errors_map_to_openai_envelope(
 
 
 def test_unreachable_upstream_is_502(runner: Runner, upstream: Upstream):
-    with socket.socket() as sock:  # a port that nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port that nothing listens on
     runner.put("gone", integration(upstream, endpoint=f"http://127.0.0.1:{port}/v1"))
     response = runner.chat("Model A")
     assert response.status_code == 502
@@ -344,8 +341,6 @@ def test_unreachable_upstream_is_502(runner: Runner, upstream: Upstream):
 
 
 def test_slow_upstream_is_cut_off_with_504(config_dir, upstream: Upstream, call_path: str):
-    from .conftest import start_runner
-
     upstream.slow_seconds = 3
     with start_runner(config_dir, upstream_timeout=0.5, fast_path=call_path == "direct") as runner:
         runner.put(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,55 +11,17 @@ import httpx
 import openai
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .helpers import REPO, runner_process
 
 
 @pytest.fixture(scope="module")
 def served_from_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`runner serve` run exactly as the README says, from the repository root
     (with its store in a fresh folder rather than the repository's data/)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    env["RUNNER_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "serve",
-            "--custom-llms",
-            "custom_llms",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"runner serve did not come up:\n{process.stdout.read()}")
-            time.sleep(0.2)
+    env = {"RUNNER_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
+    readme = ("--custom-llms", "custom_llms")  # no --config-dir: the default, config/
+    with runner_process(env, None, *readme, cwd=REPO, timeout=90) as (_, url):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def test_fresh_clone_serves_the_demo_model_offline(served_from_repo: str):

@@ -37,7 +37,7 @@ import httpx
 import openai
 import pytest
 
-from .stores import REPO, free_port
+from .helpers import REPO, free_port
 
 BASE_IMAGE = "python:3.11-slim"
 REQUIRED = os.environ.get("RUNNER_TEST_CONTAINER", "").lower() == "required"

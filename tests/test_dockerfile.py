@@ -13,7 +13,7 @@ import fnmatch
 import shlex
 from pathlib import Path
 
-from .stores import REPO
+from .helpers import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -30,9 +28,8 @@ from litellm.utils import custom_llm_setup
 from runner.loader import read_integration
 
 from .fake_providers import GenerateProvider, SessionProvider, SignedProvider
-from .servers import serve
+from .helpers import REPO, free_port, serve
 
-ROOT = Path(__file__).resolve().parents[1]
 PROVIDER = "example-x"
 MODEL = f"{PROVIDER}/some-model"
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -42,7 +39,7 @@ Register = Callable[[CustomLLM], None]
 
 def handler(file_name: str, class_name: str, **init_kwargs: Any) -> CustomLLM:
     """An instance of a class from ``custom_llms/``, imported the way a plain file would be."""
-    path = ROOT / "custom_llms" / file_name
+    path = REPO / "custom_llms" / file_name
     spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -168,9 +165,7 @@ async def test_generate_slow_upstream_is_504(
 
 
 async def test_generate_unreachable_upstream_is_502(register: Register) -> None:
-    with socket.socket() as sock:  # a port that was just free, so nothing listens on it
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port that was just free, so nothing listens on it
     register(handler("proprietary_generate.py", "ProprietaryGenerateHandler"))
     error = await failure(chat(f"http://127.0.0.1:{port}"))
     assert getattr(error, "status_code", None) == 502
@@ -425,7 +420,7 @@ async def test_runner_style_keywords_win(
     ],
 )
 def test_example_integration_files_load(file_name: str, alias: str) -> None:
-    integration = read_integration(ROOT / "config" / file_name, {})
+    integration = read_integration(REPO / "config" / file_name, {})
     assert [m.caller_alias for m in integration.model_properties] == [alias]
     config = integration.custom_llm_config
     assert config is not None

@@ -14,11 +14,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from .conftest import Runner, start_runner
 from .fake_providers import GenerateProvider, SessionProvider, SignedProvider
-from .servers import serve
-
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO, Runner, serve, start_runner
 
 
 @pytest.fixture(scope="module")

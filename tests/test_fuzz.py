@@ -15,26 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from runner.api import create_app
-from runner.settings import Settings
-
-from .servers import serve
+from .helpers import start_runner
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     (folder / "config").mkdir()
-    app = create_app(
-        Settings(
-            config_dir=folder / "config",
-            data_dir=folder / "data",
-            upstream_timeout=2,
-            max_request_bytes=64 * 1024,
-        )
-    )
-    with serve(app) as url:
-        yield url
+    # data_dir: the config folder's sibling "data", as start_runner always gives it.
+    with start_runner(folder / "config", upstream_timeout=2, max_request_bytes=64 * 1024) as runner:
+        yield runner.url
 
 
 def test_api_never_fails_and_keeps_to_its_schema(served: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,17 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import Runner, integration, start_runner
 from .fakes import TokenServer, Upstream
+from .helpers import Runner, free_port, integration, one_model, poll, start_runner
 
 
 @pytest.fixture(params=["direct", "litellm"])
 def call_path(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-def one_model(upstream: Upstream, name: str, **limits: object) -> dict[str, object]:
-    return integration(upstream, model_properties=[{"name": name, "alias": "M"}], **limits)
 
 
 def test_upstream_429_then_200_is_retried_after_its_retry_after(runner: Runner, upstream: Upstream):
@@ -67,9 +62,7 @@ def test_bad_requests_and_refused_credentials_are_never_retried(runner: Runner, 
 
 
 def test_upstream_down_is_a_connection_error(runner: Runner, upstream: Upstream):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens on it
     runner.put("gone", integration(upstream, endpoint=f"http://127.0.0.1:{port}/v1"))
     response = runner.chat("Model A")
     assert response.status_code == 502
@@ -134,7 +127,8 @@ def test_waiting_for_a_slot_past_the_timeout_is_429(runner: Runner, upstream: Up
     runner.put("acme", spec)
     with ThreadPoolExecutor(2) as pool:
         patient = pool.submit(runner.chat, "Patient")
-        time.sleep(0.2)  # Patient holds the only slot for a second
+        # Patient holds the only slot for a second once its call reaches the upstream.
+        poll(lambda: len(upstream.received) == 1, 5, "Patient's call reaching the upstream", 0.01)
         hasty = runner.chat("Hasty")
         assert patient.result().status_code == 200
     assert hasty.status_code == 429
@@ -165,9 +159,7 @@ def test_a_stream_refused_before_its_first_event_is_retried(runner: Runner, upst
 def test_oauth2_token_endpoint_down_is_a_clear_error(
     runner: Runner, upstream: Upstream, token_server: TokenServer
 ):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens on it
     spec = integration(
         upstream,
         authentication_type="oauth2",
@@ -238,8 +230,7 @@ async def test_callers_hanging_up_mid_stream_cancel_the_upstream_requests(
         for _ in range(2):  # the second round needs every slot the first one held
             statuses = await asyncio.gather(*(hang_up_after_first_event(client) for _ in range(5)))
             assert statuses == [200] * 5
-            deadline = time.monotonic() + 5
-            while upstream.streams_open and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert upstream.streams_open == 0  # every upstream request was closed
+            await asyncio.to_thread(
+                poll, lambda: upstream.streams_open == 0, 5, "every upstream request closed"
+            )
     assert upstream.chunks_sent < 10 * 200

@@ -8,7 +8,6 @@ import os
 import shutil
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from .conftest import Runner, start_runner
 from .fakes import Upstream
+from .helpers import Runner, handler_integration, poll, start_runner, write
 
 SEED = Path(__file__).parent / "seed"
 
@@ -39,13 +38,6 @@ class Echo(CustomLLM):
 
 
 @pytest.fixture
-def handler_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "custom_llms"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def runner(config_dir: Path, handler_dir: Path) -> Iterator[Runner]:
     with start_runner(
         config_dir,
@@ -54,22 +46,6 @@ def runner(config_dir: Path, handler_dir: Path) -> Iterator[Runner]:
         handler_poll_seconds=0.1,
     ) as running:
         yield running
-
-
-def write(directory: Path, name: str, code: str) -> Path:
-    path = directory / name
-    path.write_text(textwrap.dedent(code))
-    return path
-
-
-def handler_integration(file_name: str, class_name: str, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "authentication_type": "none",
-        "model_properties": [{"name": "m", "alias": "Handled"}],
-        "custom_llm_config": {"file_name": file_name, "class_name": class_name},
-    }
-    body.update(overrides)
-    return body
 
 
 def test_seed_handler_and_json_work_verbatim(runner: Runner, handler_dir: Path, upstream: Upstream):
@@ -307,7 +283,7 @@ def test_hanging_handler_is_cut_off_by_the_timeout(config_dir: Path, handler_dir
 
         class Hang(CustomLLM):
             async def acompletion(self, *args, **kwargs):
-                await asyncio.sleep(60)
+                await asyncio.sleep(60)  # the hang under test
     """,
     )
     with start_runner(
@@ -327,22 +303,30 @@ SYNC_SLOW = """
     from litellm import CustomLLM, ModelResponse
 
     class SlowSync(CustomLLM):
+        def __init__(self, log):
+            super().__init__()
+            self.log = log
+
         def completion(self, model, messages, **kwargs):
-            time.sleep(1.5)
+            with open(self.log, "a") as out:
+                out.write("started\\n")
+            time.sleep(1.5)  # the slowness under test
             return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
                                  "content": "slow sync done"}}])
 """
 
 
-async def test_slow_sync_handler_does_not_stall_other_models(runner: Runner, handler_dir: Path):
+async def test_slow_sync_handler_does_not_stall_other_models(
+    runner: Runner, handler_dir: Path, tmp_path: Path
+):
+    started = tmp_path / "started.txt"
     write(handler_dir, "slow.py", SYNC_SLOW)
     write(handler_dir, "echo.py", ECHO_HANDLER)
-    runner.put(
-        "slow",
-        handler_integration(
-            "slow.py", "SlowSync", model_properties=[{"name": "s", "alias": "Slow"}]
-        ),
+    slow_spec = handler_integration(
+        "slow.py", "SlowSync", model_properties=[{"name": "s", "alias": "Slow"}]
     )
+    slow_spec["custom_llm_config"]["init_kwargs"] = {"log": str(started)}
+    runner.put("slow", slow_spec)
     runner.put(
         "fast",
         handler_integration("echo.py", "Echo", model_properties=[{"name": "f", "alias": "Fast"}]),
@@ -357,7 +341,14 @@ async def test_slow_sync_handler_does_not_stall_other_models(runner: Runner, han
             asyncio.create_task(client.post("/v1/chat/completions", json=body("Slow")))
             for _ in range(12)
         ]
-        await asyncio.sleep(0.3)  # the slow handlers are now sleeping in their threads
+        # Once all 12 have started, the slow handlers are sleeping in their threads.
+        await asyncio.to_thread(
+            poll,
+            lambda: started.exists() and len(started.read_text().splitlines()) == 12,
+            10,
+            "all 12 slow calls started",
+            0.02,
+        )
         fast_done = []
         for _ in range(5):
             response = await client.post("/v1/chat/completions", json=body("Fast"))
@@ -443,13 +434,6 @@ def test_streaming_handler_that_raises_first_gets_a_status(runner: Runner, handl
     assert "teapot" in response.json()["error"]["message"]
 
 
-def _wait_for(predicate, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_edited_handler_takes_effect_and_broken_edit_keeps_last_good(
     runner: Runner, handler_dir: Path
 ):
@@ -461,14 +445,18 @@ def test_edited_handler_takes_effect_and_broken_edit_keeps_last_good(
 
     assert answer() == "v1:m:x"
     path.write_text(textwrap.dedent(ECHO_HANDLER).replace('prefix="v1"', 'prefix="v2"'))
-    _wait_for(lambda: answer() == "v2:m:x")
+    poll(lambda: answer() == "v2:m:x", 10, "the edited handler answering")
     path.write_text("class Echo(:\n")  # a broken edit
-    _wait_for(lambda: runner.http.get("/integrations/live").json()["handler_error"] is not None)
+    poll(
+        lambda: runner.http.get("/integrations/live").json()["handler_error"] is not None,
+        10,
+        "the broken edit reported",
+    )
     error = runner.http.get("/integrations/live").json()["handler_error"]
     assert "SyntaxError" in error and "line 1" in error
     assert answer() == "v2:m:x"
     path.write_text(textwrap.dedent(ECHO_HANDLER).replace('prefix="v1"', 'prefix="v3"'))
-    _wait_for(lambda: answer() == "v3:m:x")
+    poll(lambda: answer() == "v3:m:x", 10, "the fixed handler answering")
     assert runner.http.get("/integrations/live").json()["handler_error"] is None
 
 
@@ -486,7 +474,11 @@ def test_config_file_waiting_for_its_handler_loads_when_the_file_arrives(
         assert runner.chat("Handled").status_code == 404
         assert "late.py" in runner.http.get("/health").json()["config_errors"][0]["problems"][0]
         write(handler_dir, "late.py", ECHO_HANDLER)
-        _wait_for(lambda: runner.chat("Handled", "x").status_code == 200)
+        poll(
+            lambda: runner.chat("Handled", "x").status_code == 200,
+            10,
+            "the late handler file loaded",
+        )
         assert runner.http.get("/health").json()["config_errors"] == []
 
 
@@ -505,12 +497,17 @@ def test_caller_hanging_up_stops_the_stream(runner: Runner, handler_dir: Path, t
                 self.log = log
 
             async def astreaming(self, *args, **kwargs):
-                for index in range(100):
+                try:
+                    for index in range(100):
+                        with open(self.log, "a") as out:
+                            out.write(f"{index}\\n")
+                        yield {"text": f"w{index} ", "is_finished": False,
+                               "finish_reason": None, "usage": None, "index": 0,
+                               "tool_use": None}
+                        await asyncio.sleep(0.02)  # the pacing of the stream
+                finally:
                     with open(self.log, "a") as out:
-                        out.write(f"{index}\\n")
-                    yield {"text": f"w{index} ", "is_finished": False, "finish_reason": None,
-                           "usage": None, "index": 0, "tool_use": None}
-                    await asyncio.sleep(0.02)
+                        out.write("closed\\n")
     """,
     )
     spec = handler_integration("long.py", "Long")
@@ -519,7 +516,8 @@ def test_caller_hanging_up_stops_the_stream(runner: Runner, handler_dir: Path, t
     body = {"model": "Handled", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     with runner.http.stream("POST", "/v1/chat/completions", json=body) as response:
         assert next(response.iter_lines()).startswith("data: ")
-    time.sleep(1)  # long enough for all 100 chunks (2 s) to be half produced, were it going on
-    produced = len(log.read_text().splitlines())
-    time.sleep(0.5)
-    assert len(log.read_text().splitlines()) == produced < 100
+    # All 100 chunks take 2 s to produce; once the handler's stream is closed, no more come.
+    poll(lambda: "closed" in log.read_text().splitlines(), 10, "the handler's stream closed")
+    produced = log.read_text().splitlines()
+    assert produced[-1] == "closed"
+    assert len(produced) - 1 < 100

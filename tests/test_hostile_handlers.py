@@ -8,7 +8,7 @@ import re
 import textwrap
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,8 +19,8 @@ import pytest
 from runner.scrub import caller_safe
 from runner.upstream_errors import as_runner_error
 
-from .conftest import Runner, integration, start_runner
 from .fakes import TokenServer, Upstream
+from .helpers import Runner, handler_integration, integration, poll, start_runner
 
 HEADER = """
 import asyncio, os, sys, time, traceback
@@ -95,13 +95,6 @@ EXITS = {
 
 
 @pytest.fixture
-def handler_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "custom_llms"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def runner(config_dir: Path, handler_dir: Path) -> Iterator[Runner]:
     with start_runner(
         config_dir,
@@ -117,16 +110,6 @@ def handler_file(directory: Path, name: str, body: str, how: str = "pass") -> No
     """A handler module: the shared helpers, and class ``H`` with ``body`` as its methods."""
     methods = textwrap.indent(textwrap.dedent(body).replace("{how}", how), "    ")
     (directory / name).write_text(f"{HEADER}\n\nclass H(CustomLLM):\n{methods}")
-
-
-def handler_integration(file_name: str, alias: str = "Handled", **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "authentication_type": "none",
-        "model_properties": [{"name": "m", "alias": alias}],
-        "custom_llm_config": {"file_name": file_name, "class_name": "H"},
-    }
-    body.update(overrides)
-    return body
 
 
 def stream(runner: Runner, model: str) -> httpx.Response:
@@ -149,13 +132,6 @@ def assert_no_internals(message: str) -> None:
     assert 'File "' not in message
     assert "site-packages" not in message
     assert not re.search(r"/[\w.-]+/[\w./-]*\.py", message), message
-
-
-def wait_until(condition: Callable[[], object], what: str, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.05)
 
 
 def assert_still_serving(runner: Runner) -> None:
@@ -232,7 +208,7 @@ def test_exit_while_a_stream_is_closed_by_a_hang_up(
             try:
                 for index in range(1000):
                     yield chunk(f"w{{index}} ")
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # the pacing of the stream
             finally:
                 open({str(cleaned_up)!r}, "w").close()
                 sys.exit("cleanup")
@@ -243,7 +219,7 @@ def test_exit_while_a_stream_is_closed_by_a_hang_up(
     body = {"model": "Handled", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     with runner.http.stream("POST", "/v1/chat/completions", json=body) as response:
         assert next(response.iter_lines()).startswith("data: ")
-    wait_until(cleaned_up.exists, "the handler's cleanup ran")
+    poll(cleaned_up.exists, 10, "the handler's cleanup ran")
     assert_still_serving(runner)
 
 
@@ -285,8 +261,9 @@ def test_hot_reload_to_a_file_that_interrupts_keeps_the_last_good_version(
     runner.put("live", handler_integration("live.py"))
     assert runner.chat("Handled").status_code == 200
     (handler_dir / "live.py").write_text("raise KeyboardInterrupt\n")
-    wait_until(
+    poll(
         lambda: runner.http.get("/integrations/live").json().get("handler_error"),
+        10,
         "the broken edit reported",
     )
     assert "KeyboardInterrupt" in runner.http.get("/integrations/live").json()["handler_error"]
@@ -335,13 +312,16 @@ def test_slow_import_is_cut_off_with_a_422(
         assert again.status_code == 422
         assert "still running" in again.json()["error"]["problems"][0]["message"]
         # Other handlers load, and every model answers, meanwhile.
-        assert runner.put("quick", handler_integration("quick.py", "Quick")).status_code == 201
+        assert (
+            runner.put("quick", handler_integration("quick.py", alias="Quick")).status_code == 201
+        )
         assert runner.chat("Quick").status_code == 200
         assert_still_serving(runner)
     finally:
         release.touch()
-    wait_until(
+    poll(
         lambda: runner.put("slow", handler_integration("slow.py")).status_code == 201,
+        10,
         "the finished import registered",
     )
     assert runner.chat("Handled").json()["choices"][0]["message"]["content"] == "slow but here"

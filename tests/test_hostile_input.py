@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Runner, integration, start_runner
 from .fakes import Upstream
-from .stores import REPO, sql
-from .test_ssrf import StaticResolver, runner_with
+from .helpers import REPO, Runner, StaticResolver, integration, start_runner
+from .stores import sql
 
 MASK = "**********"
 STORED_KEY = "sk-stored-secret"
@@ -172,9 +171,7 @@ def test_masked_token_is_not_sent_to_a_new_token_url(runner: Runner, upstream: U
     assert fetched(runner)["oauth2_token_url"] == TOKEN_URL
 
 
-def test_masked_init_kwarg_is_not_handed_to_another_handler(config_dir: Path, tmp_path: Path):
-    handler_dir = tmp_path / "handlers"
-    handler_dir.mkdir()
+def test_masked_init_kwarg_is_not_handed_to_another_handler(config_dir: Path, handler_dir: Path):
     shutil.copy(REPO / "custom_llms" / "offline_echo.py", handler_dir / "offline_echo.py")
     shutil.copy(REPO / "custom_llms" / "offline_echo.py", handler_dir / "other_echo.py")
     config = {
@@ -349,7 +346,7 @@ def test_a_name_resolving_to_nat64_metadata_is_refused(
     config_dir: Path, upstream: Upstream, fast_path: bool
 ):
     resolver = StaticResolver({"models.test": "64:ff9b::a9fe:a9fe"})
-    with runner_with(config_dir, resolver, fast_path) as runner:
+    with start_runner(config_dir, resolver, fast_path=fast_path) as runner:
         assert runner.put(
             "acme", integration(upstream, endpoint="http://models.test/v1")
         ).is_success

@@ -14,7 +14,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +24,8 @@ import httpx
 import openai
 import pytest
 
-from .conftest import Runner, integration, start_runner
 from .fakes import Upstream, chat_completion
+from .helpers import Runner, integration, one_model, poll, start_runner
 
 
 @pytest.fixture(params=["direct", "litellm"])
@@ -126,22 +126,6 @@ def chunk_event(text: str) -> bytes:
         "choices": [{"index": 0, "finish_reason": None, "delta": {"content": text}}],
     }
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
-
-
-def spec(url: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "authentication_type": "none",
-        "endpoint": url,
-        "model_properties": [{"name": "m", "alias": "M"}],
-        **overrides,
-    }
-
-
-def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.01)
 
 
 def stream_events(runner: Runner, model: str = "M") -> tuple[int, list[str], dict[str, Any]]:
@@ -293,7 +277,7 @@ def test_thousands_of_dropped_parameters_make_a_short_header_the_openai_client_r
 )
 def test_a_200_that_is_not_a_chat_completion_is_502(runner: Runner, answer: bytes):
     with wire_upstream(Reply(answer)) as wire:
-        runner.put("acme", spec(wire.url))
+        runner.put("acme", one_model(wire, "m"))
         response = runner.chat("M")
         assert response.status_code == 502, response.text
         error = response.json()["error"]
@@ -317,7 +301,7 @@ def test_a_200_that_is_not_a_chat_completion_is_502(runner: Runner, answer: byte
 )
 def test_a_stream_without_any_valid_event_is_502_not_a_bare_done(runner: Runner, events: bytes):
     with wire_upstream(Reply(sse_200(events))) as wire:
-        runner.put("acme", spec(wire.url))
+        runner.put("acme", one_model(wire, "m"))
         status, payloads, refused = stream_events(runner)
     assert status == 502 and payloads == []
     assert refused["error"]["code"] == "upstream_invalid_response"
@@ -326,7 +310,7 @@ def test_a_stream_without_any_valid_event_is_502_not_a_bare_done(runner: Runner,
 def test_a_stream_that_turns_to_junk_ends_with_an_error_event(runner: Runner):
     stream = chunk_event("fine") + b"data: <html>oops</html>\n\n" + chunk_event("never")
     with wire_upstream(Reply(sse_200(stream + b"data: [DONE]\n\n"))) as wire:
-        runner.put("acme", spec(wire.url))
+        runner.put("acme", one_model(wire, "m"))
         status, payloads, _ = stream_events(runner)
     assert status == 200
     assert json.loads(payloads[0])["choices"][0]["delta"]["content"] == "fine"
@@ -340,7 +324,7 @@ OVER_32_MIB = 33 * 1024 * 1024
 def test_an_answer_over_the_default_32_mib_is_cut_off(runner: Runner):
     huge = json.dumps(chat_completion("chatcmpl-1", "m", "x" * OVER_32_MIB, (1, 1))).encode()
     with wire_upstream(Reply(http_200(huge))) as wire:
-        runner.put("acme", spec(wire.url))
+        runner.put("acme", one_model(wire, "m"))
         response = runner.chat("M")
     assert response.status_code == 502
     error = response.json()["error"]
@@ -351,7 +335,7 @@ def test_an_answer_over_the_default_32_mib_is_cut_off(runner: Runner):
 def test_a_stream_over_the_default_32_mib_ends_with_an_error_event(runner: Runner):
     endless_line = b"data: " + b"x" * OVER_32_MIB
     with wire_upstream(Reply(sse_200(chunk_event("fine") + endless_line))) as wire:
-        runner.put("acme", spec(wire.url))
+        runner.put("acme", one_model(wire, "m"))
         status, payloads, _ = stream_events(runner)
     assert status == 200
     assert json.loads(payloads[0])["choices"][0]["delta"]["content"] == "fine"
@@ -371,7 +355,7 @@ def test_max_response_bytes_sets_the_limit_for_answers_and_streams(
         ) as runner,
         wire_upstream(*replies) as wire,
     ):
-        runner.put("acme", spec(wire.url))
+        runner.put("acme", one_model(wire, "m"))
         response = runner.chat("M")
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "upstream_response_too_large"
@@ -405,17 +389,21 @@ def test_a_caller_hanging_up_frees_its_slot_and_the_upstream_at_once(runner: Run
     a second, not at the 30 s timeout, and the next call gets through."""
     first = Reply(sse_200(chunk_event("first")), hold=True) if stream else Reply(hold=True)
     with wire_upstream(first, completion_reply()) as wire:
-        runner.put("acme", spec(wire.url, max_concurrency=1, timeout=30))
+        runner.put("acme", one_model(wire, "m", max_concurrency=1, timeout=30))
         with _connect(runner) as caller:
             caller.sendall(_request_bytes(runner, stream))
             if stream:
-                received = b""
-                while b"data:" not in received:
-                    received += caller.recv(65536)
+                received = bytearray()
+
+                def first_event() -> bool:
+                    received.extend(caller.recv(65536))
+                    return b"data:" in received
+
+                poll(first_event, 5, "the stream's first event", 0.01)
             else:
-                eventually(lambda: wire.requests == 1)
+                poll(lambda: wire.requests == 1, 5, "the request reached the upstream", 0.01)
         hung_up = time.monotonic()
-        eventually(lambda: bool(wire.hung_up_at), within=1.0)
+        poll(lambda: bool(wire.hung_up_at), 1.0, "the upstream connection closed", 0.01)
         assert wire.hung_up_at[0] - hung_up < 1.0
         response = runner.http.post(
             "/v1/chat/completions", json={"model": "M", "messages": MESSAGES}, timeout=3
@@ -452,7 +440,8 @@ def test_testing_an_integration_answers_within_its_deadline(runner: Runner, upst
     messages = [r["error"]["message"] for r in results]
     assert messages[:4] == ["no answer before the test's deadline of 1 s"] * 4
     assert messages[4:] == ["not probed: the test's deadline of 1 s passed first"] * 2
-    eventually(lambda: upstream.in_flight == 0)  # the shared upstream, left as found
+    # The shared upstream, left as found.
+    poll(lambda: upstream.in_flight == 0, 5, "the probes' upstream calls ended", 0.01)
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", "soon", "nan"])

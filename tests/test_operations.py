@@ -6,14 +6,19 @@ import json
 import stat
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import httpx
 
-from .conftest import Runner, integration, start_runner
 from .fakes import Upstream
-from .stores import runner_process
+from .helpers import (
+    Runner,
+    handler_integration,
+    integration,
+    poll,
+    runner_process,
+    start_runner,
+)
 
 ECHO_HANDLER = """
 from litellm import CustomLLM, ModelResponse
@@ -62,39 +67,26 @@ def test_forwarded_localhost_is_not_a_local_client(runner: Runner):
     assert local.status_code == 200
 
 
-def _poll(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def _runner_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if " runner." in line]
 
 
 def test_info_logs_one_line_per_change_of_state(
-    tmp_path: Path, config_dir: Path, upstream: Upstream
+    tmp_path: Path, config_dir: Path, handler_dir: Path, upstream: Upstream
 ):
-    handlers = tmp_path / "handlers"
-    handlers.mkdir()
-    handler = handlers / "echo.py"
+    handler = handler_dir / "echo.py"
     handler.write_text(textwrap.dedent(ECHO_HANDLER).replace("VERSION", "v1"))
     (config_dir / "broken.json").write_text('{"authentication_type": "none"}')
     env = {
         "RUNNER_LOG_LEVEL": "INFO",
         "RUNNER_DATA_DIR": str(tmp_path / "data"),
         "CUSTOM_LLMS_ENABLED": "true",
-        "CUSTOM_LLMS_DIRECTORY": str(handlers),
+        "CUSTOM_LLMS_DIRECTORY": str(handler_dir),
         "RUNNER_HANDLER_POLL_SECONDS": "0.1",
         "RUNNER_SYNC_SECONDS": "0.1",
     }
     with runner_process(env, config_dir) as (process, url), httpx.Client(base_url=url) as http:
-        handled = {
-            "authentication_type": "none",
-            "model_properties": [{"name": "m", "alias": "Handled"}],
-            "custom_llm_config": {"file_name": "echo.py", "class_name": "Echo"},
-        }
+        handled = handler_integration("echo.py", "Echo")
         assert http.post("/integrations/handled", json=handled).status_code == 201
         assert http.post("/integrations/plain", json=integration(upstream)).status_code == 201
         replacement = integration(upstream, model_properties=[{"name": "b", "alias": "B"}])
@@ -107,7 +99,7 @@ def test_info_logs_one_line_per_change_of_state(
             answer = http.post("/v1/chat/completions", json=body).json()
             return answer["choices"][0]["message"]["content"] == "v2"
 
-        _poll(reloaded)
+        poll(reloaded, 20, "the edited handler answering")
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     lines = _runner_lines(stderr)
@@ -129,7 +121,11 @@ def test_debug_shows_more_and_warning_shows_no_info(tmp_path: Path, config_dir: 
         reader.start()
         posted = integration(upstream, model_properties=[{"name": "m", "alias": "Stored"}])
         assert httpx.post(f"{url}/integrations/stored", json=posted).status_code == 201
-        _poll(lambda: any("DEBUG" in line and "store at revision" in line for line in lines))
+        poll(
+            lambda: any("DEBUG" in line and "store at revision" in line for line in lines),
+            20,
+            "a DEBUG line about the store's revision",
+        )
         process.terminate()
         reader.join(timeout=20)
     assert any("registered integration 'plain'" in line for line in _runner_lines("".join(lines)))

@@ -10,47 +10,12 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
-from runner.api import create_app
-from runner.settings import Settings
-
-from .conftest import Runner, integration
 from .fakes import Upstream
-from .servers import serve
-
-
-class StaticResolver(AbstractResolver):
-    """Names to addresses, as a test decides; records every lookup."""
-
-    def __init__(self, names: dict[str, str]) -> None:
-        self.names = names
-        self.lookups: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.lookups.append(host)
-        address = self.names[host]
-        return [
-            {
-                "hostname": host,
-                "host": address,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-        ]
-
-    async def close(self) -> None:
-        pass
+from .helpers import Runner, StaticResolver, integration, start_runner
 
 
 @pytest.fixture
@@ -64,18 +29,6 @@ def listener() -> Iterator[socket.socket]:
 def assert_never_connected(sock: socket.socket) -> None:
     with pytest.raises(BlockingIOError):
         sock.accept()
-
-
-@contextmanager
-def runner_with(
-    config_dir: Path, resolver: StaticResolver, fast_path: bool = True, **settings: Any
-) -> Iterator[Runner]:
-    app = create_app(
-        Settings(config_dir=config_dir, upstream_timeout=5, fast_path=fast_path, **settings),
-        resolver=resolver,
-    )
-    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as http:
-        yield Runner(url, http)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +64,7 @@ def test_private_literals_are_refused_only_when_blocking_private_networks(
     config_dir: Path, upstream: Upstream
 ):
     resolver = StaticResolver({})
-    with runner_with(config_dir, resolver, block_private_networks=True) as running:
+    with start_runner(config_dir, resolver, block_private_networks=True) as running:
         response = running.put("acme", integration(upstream))  # upstream is on 127.0.0.1
         assert response.status_code == 422
         assert "RUNNER_BLOCK_PRIVATE_NETWORKS" in response.text
@@ -127,7 +80,9 @@ def test_a_name_resolving_to_a_refused_address_is_never_connected(
 ):
     port = listener.getsockname()[1]
     resolver = StaticResolver({"models.internal.test": "127.0.0.1"})
-    with runner_with(config_dir, resolver, fast_path, block_private_networks=True) as running:
+    with start_runner(
+        config_dir, resolver, fast_path=fast_path, block_private_networks=True
+    ) as running:
         spec = integration(upstream, endpoint=f"http://models.internal.test:{port}/v1")
         assert running.put("acme", spec).status_code == 201  # a name passes registration
         response = running.chat("Model A")
@@ -143,7 +98,7 @@ def test_a_name_resolving_to_cloud_metadata_is_refused_on_every_path(
     config_dir: Path, upstream: Upstream
 ):
     resolver = StaticResolver({"metadata.test": "169.254.169.254"})
-    with runner_with(config_dir, resolver) as running:
+    with start_runner(config_dir, resolver) as running:
         running.put("acme", integration(upstream, endpoint="http://metadata.test/v1"))
         response = running.chat("Model A")
         assert response.status_code == 502
@@ -165,7 +120,7 @@ def test_a_name_resolving_to_cloud_metadata_is_refused_on_every_path(
 def test_names_resolving_to_allowed_addresses_are_served(config_dir: Path, upstream: Upstream):
     port = upstream.url.split(":")[2].split("/")[0]
     resolver = StaticResolver({"models.test": "127.0.0.1"})
-    with runner_with(config_dir, resolver) as running:
+    with start_runner(config_dir, resolver) as running:
         running.put("acme", integration(upstream, endpoint=f"http://models.test:{port}/v1"))
         assert running.chat("Model A").status_code == 200
 
@@ -173,7 +128,7 @@ def test_names_resolving_to_allowed_addresses_are_served(config_dir: Path, upstr
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_redirects_are_not_followed(config_dir: Path, upstream: Upstream, fast_path: bool):
     resolver = StaticResolver({})
-    with runner_with(config_dir, resolver, fast_path) as running:
+    with start_runner(config_dir, resolver, fast_path=fast_path) as running:
         running.put("acme", integration(upstream, model_properties=[{"name": "redirect"}]))
         response = running.chat("redirect")
     assert response.status_code == 502

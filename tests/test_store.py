@@ -18,8 +18,8 @@ from runner.settings import Settings
 from runner.store import StoreConfigError
 from runner.store.engine import async_url
 
-from .conftest import Runner, integration, start_runner
 from .fakes import TokenServer, Upstream
+from .helpers import Runner, integration, start_runner
 from .stores import sql
 
 

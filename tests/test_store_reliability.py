@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,9 +20,9 @@ import pytest
 
 from runner.keys import generate_key, key_id
 
-from .conftest import integration
 from .fakes import Upstream
-from .stores import runner_process, sql
+from .helpers import integration, poll, runner_process
+from .stores import sql
 
 
 @pytest.fixture
@@ -64,8 +63,13 @@ def test_kill_9_mid_writes_loses_no_acknowledged_write(
 
         writer = threading.Thread(target=write_until_killed)
         writer.start()
-        while len(acknowledged) < 40:
-            time.sleep(0.01)
+
+        def forty_acknowledged() -> bool:
+            done = len(acknowledged) >= 40
+            assert done or writer.is_alive(), f"the writer stopped after {len(acknowledged)}"
+            return done
+
+        poll(forty_acknowledged, 60, "40 acknowledged writes", 0.01)
         process.kill()
         process.wait()
         writer.join()
@@ -92,13 +96,7 @@ def test_the_wrong_key_refuses_to_start_and_names_what_it_cannot_decrypt(
                 == 201
             )
     wrong = {**env, "RUNNER_SECRET_KEY": generate_key()}
-    started = subprocess.run(
-        [sys.executable, "-m", "runner.cli", "serve", "--port", "0"],
-        env={**os.environ, "RUNNER_CONFIG_DIR": str(config_dir), **wrong},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    started = _cli(["serve", "--port", "0"], wrong, config_dir)
     assert started.returncode != 0
     assert "cannot decrypt 2 stored integration(s)" in started.stderr
     assert "alpha, beta" in started.stderr
@@ -153,13 +151,13 @@ def test_replicas_on_one_database_follow_each_other_within_two_seconds(
     with runner_process(env, config_dir) as (_, a), runner_process(env, config_dir) as (_, b):
         assert httpx.post(f"{a}/integrations/shared", json=keyed(upstream, 1)).status_code == 201
         acknowledged = time.monotonic()
-        _wait_until(lambda: _chat_status(b, "W1") == 200)
+        poll(lambda: _chat_status(b, "W1") == 200, 5, "replica b serving W1")
         assert time.monotonic() - acknowledged < 2
         assert upstream.last.headers["x-api-key"] == "sk-write-1"
 
         assert httpx.delete(f"{a}/integrations/shared").status_code == 204
         acknowledged = time.monotonic()
-        _wait_until(lambda: _chat_status(b, "W1") == 404)
+        poll(lambda: _chat_status(b, "W1") == 404, 5, "replica b dropping W1")
         assert time.monotonic() - acknowledged < 2
 
         versions = [keyed(upstream, n) for n in range(2, 14)]
@@ -170,8 +168,13 @@ def test_replicas_on_one_database_follow_each_other_within_two_seconds(
                     lambda t, v: httpx.post(f"{t}/integrations/race", json=v), targets, versions
                 )
             )
-        time.sleep(2)
-        seen = [httpx.get(f"{url}/integrations/race").json() for url in (a, b)]
+        seen: list[dict[str, object]] = []
+
+        def race_settled() -> bool:
+            seen[:] = [httpx.get(f"{url}/integrations/race").json() for url in (a, b)]
+            return seen[0] == seen[1] and seen[0]["version"] == len(versions)
+
+        poll(race_settled, 2, "both replicas serving the race's last version")
         assert seen[0] == seen[1]
         assert seen[0]["version"] == len(versions)
 
@@ -191,10 +194,3 @@ def _cli(
 def _chat_status(url: str, model: str) -> int:
     chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
     return httpx.post(f"{url}/v1/chat/completions", json=chat).status_code
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.05)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import Runner, integration
 from .fakes import Upstream
+from .helpers import Runner, integration
 
 SEED_EXAMPLE = {
     "authentication_type": "api_key",
