@@ -13,19 +13,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import litellm
-
-from . import direct
+from . import direct, lazy_litellm
 from .errors import RunnerError
 from .guardrails import guarded
 from .upstream import Deployment
 from .upstream_errors import error_event, upstream_error
 
 log = logging.getLogger(__name__)
-
-litellm.suppress_debug_info = True
-litellm.drop_params = False
-litellm.telemetry = False
 
 # Request fields the runner consumes itself rather than forwarding as parameters.
 _HANDLED_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "metadata"})
@@ -136,7 +130,8 @@ async def _attempt(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
     if call.headers:
         kwargs["extra_headers"] = call.headers
     try:
-        result = await litellm.acompletion(**kwargs)
+        # Imported when the deployment was registered (lazy_litellm.load), so this is a lookup.
+        result = await lazy_litellm.litellm().acompletion(**kwargs)
         if call.stream:
             return _sse_events(await anext(aiter(result), None), result, call)
     except Exception as exc:

@@ -21,6 +21,7 @@ import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from . import lazy_litellm
 from .errors import IntegrationInvalid, Problem
 from .handlers import FileVersion, LoadedHandler, file_version, load_handler
 from .redaction import secrets_of
@@ -51,6 +52,9 @@ async def load(settings: Settings, spec: Integration) -> LoadedHandler:
                 )
             ]
         )
+    # Before the time limit starts: handler files import LiteLLM (for CustomLLM), and
+    # its first import's seconds would otherwise count against RUNNER_HANDLER_LOAD_TIMEOUT.
+    await lazy_litellm.load()
     try:
         return await _load_within(settings, config)
     except IntegrationInvalid as exc:

@@ -19,11 +19,14 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from litellm import CustomLLM
-
+from . import lazy_litellm
 from .errors import IntegrationInvalid, Problem
 from .schema import CustomLLMConfig
+
+if TYPE_CHECKING:
+    from litellm import CustomLLM
 
 _MODULE_PREFIX = "_runner_custom_llms"
 
@@ -136,7 +139,7 @@ def load_handler(directory: Path, config: CustomLLMConfig) -> LoadedHandler:
                 )
             ]
         )
-    if not issubclass(handler_class, CustomLLM):
+    if not issubclass(handler_class, lazy_litellm.litellm().CustomLLM):
         raise IntegrationInvalid(
             [
                 Problem(

@@ -3,12 +3,19 @@
 LiteLLM keeps its providers in module-level lists that it reads on every call,
 partly from a worker thread. The lists are therefore replaced, never mutated in
 place, so a call in flight always sees a consistent set.
+
+Registering a handler uses LiteLLM, loaded by then (:mod:`runner.lazy_litellm`);
+removing one never imports it: if it was never loaded, nothing was registered.
 """
 
 from __future__ import annotations
 
-import litellm
-from litellm import CustomLLM
+from typing import TYPE_CHECKING
+
+from . import lazy_litellm
+
+if TYPE_CHECKING:
+    from litellm import CustomLLM
 
 _PREFIX = "runner-handler-"
 
@@ -19,6 +26,7 @@ def provider_name(integration: str) -> str:
 
 
 def register_provider(name: str, handler: CustomLLM) -> None:
+    litellm = lazy_litellm.litellm()
     others = [item for item in litellm.custom_provider_map if item["provider"] != name]
     litellm.custom_provider_map = [*others, {"provider": name, "custom_handler": handler}]
     if name not in litellm.provider_list:
@@ -28,6 +36,9 @@ def register_provider(name: str, handler: CustomLLM) -> None:
 
 
 def unregister_provider(name: str) -> None:
+    litellm = lazy_litellm.loaded()
+    if litellm is None:
+        return
     litellm.custom_provider_map = [
         item for item in litellm.custom_provider_map if item["provider"] != name
     ]

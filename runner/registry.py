@@ -18,6 +18,7 @@ from typing import Literal
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from . import lazy_litellm
 from .direct import open_session
 from .errors import IntegrationInvalid, Problem, RunnerError
 from .handler_loading import load as load_handler
@@ -119,6 +120,8 @@ class Registry:
         _check_name(name)
         _check_addresses(spec, self.addresses)
         loaded = await load_handler(self._settings, spec) if spec.custom_llm_config else None
+        if not self._settings.fast_path:  # every call goes through LiteLLM: import it now
+            await lazy_litellm.load()
         async with self._write_lock:
             _check_conflicts(name, spec, self._routes, self._integrations)
             if loaded is not None:

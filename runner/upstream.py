@@ -12,17 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
-from openai import AsyncOpenAI
 
 from .auth import Credentials, HttpxAuth, OAuth2Credentials, credentials_for
 from .checked_transport import CheckedTransport
 from .direct import DirectRoute, env_proxy
 from .guardrails import DEFAULT_NUM_RETRIES, Gate, Policy
-from .handler_adapter import HandlerAdapter
 from .handlers import LoadedHandler
 from .litellm_providers import provider_name
 from .redaction import secrets_of
@@ -31,6 +29,11 @@ from .scrub import secret_strings
 from .settings import DEFAULT_MAX_RESPONSE_BYTES
 from .ssrf import AddressPolicy
 from .tls import tls_context
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from .handler_adapter import HandlerAdapter
 
 # Newer OpenAI clients send "max_completion_tokens" where older endpoints take
 # "max_tokens": a model that declares one accepts the other under its own name.
@@ -85,6 +88,8 @@ def open_handler(
     The integration's secrets are listed here, once, for the adapter to mask in
     the errors a handler causes.
     """
+    from .handler_adapter import HandlerAdapter  # a CustomLLM: needs LiteLLM, loaded by now
+
     credentials = credentials_for(integration, timeout, addresses)
     adapter = HandlerAdapter(
         provider=provider_name(name),
@@ -116,6 +121,8 @@ def open_client(
     credentials = credentials_for(integration, timeout, addresses)
     if not via_litellm:
         return UpstreamClient(credentials=credentials)
+    from openai import AsyncOpenAI  # slow to import, and only the LiteLLM path needs it
+
     fixed_headers = dict(integration.headers)
 
     async def apply_fixed_headers(request: httpx.Request) -> None:

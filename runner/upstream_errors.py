@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 import httpx
-import litellm
 
 from .errors import RunnerError
 from .scrub import caller_safe
@@ -120,7 +120,8 @@ def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
     # Exception text may hold a traceback and file paths (LiteLLM puts both in some).
     detail = caller_safe(str(getattr(exc, "message", None) or exc) or type(exc).__name__)
     if (
-        isinstance(exc, litellm.Timeout | TimeoutError)
+        isinstance(exc, TimeoutError)
+        or _is_litellm(exc, "Timeout")
         or _in_chain(exc, httpx.TimeoutException) is not None
     ):
         return RunnerError(
@@ -138,7 +139,7 @@ def as_runner_error(exc: BaseException, deployment: Deployment) -> RunnerError:
     # LiteLLM reports a refused connection as a 500 "InternalServerError"; the
     # network error underneath tells the truth.
     network = _in_chain(exc, httpx.TransportError) or _in_chain(exc, aiohttp.ClientError)
-    if network is not None or isinstance(exc, litellm.APIConnectionError):
+    if network is not None or _is_litellm(exc, "APIConnectionError"):
         reason = (
             caller_safe(f"{type(network).__name__}: {network}") if network is not None else detail
         )
@@ -193,6 +194,16 @@ def _retry_after_of(exc: BaseException) -> float | None:
     if headers is None:
         headers = getattr(getattr(exc, "response", None), "headers", None)
     return retry_after(headers.get("retry-after")) if headers is not None else None
+
+
+def _is_litellm(exc: BaseException, kind: str) -> bool:
+    """Whether ``exc`` is LiteLLM's exception class ``kind``, without importing LiteLLM to ask.
+
+    Only a call through LiteLLM raises its exceptions, and that call imported it;
+    until then nothing can be one (see :mod:`runner.lazy_litellm`).
+    """
+    litellm = sys.modules.get("litellm")
+    return litellm is not None and isinstance(exc, getattr(litellm, kind, ()))
 
 
 def _in_chain(exc: BaseException, kind: type[E]) -> E | None:

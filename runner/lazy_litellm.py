@@ -1,0 +1,45 @@
+"""LiteLLM, imported only once something needs it, and set up before its first call.
+
+Importing LiteLLM (and the OpenAI SDK under it) takes about 4 s on the
+development VM, most of what ``runner serve`` used to spend before answering,
+yet plain OpenAI-compatible integrations on the fast path never call it. So the
+modules a start imports never import it themselves (those that must, the
+handler adapter and its checks, are imported only for a handler). It is
+imported when an integration is registered whose calls will go through it (one
+with a custom handler, or any when ``RUNNER_FAST_PATH=false``), in a worker
+thread so the event loop goes on serving meanwhile; not at the first call,
+which would wait seconds for it and could outlast its timeout.
+``runner/__init__.py`` has set ``LITELLM_LOCAL_MODEL_COST_MAP`` before any of
+this runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import ModuleType
+
+_litellm: ModuleType | None = None
+
+
+def litellm() -> ModuleType:
+    """The ``litellm`` module, configured for the runner; imported on the first call."""
+    global _litellm
+    if _litellm is None:
+        import litellm as module
+
+        module.suppress_debug_info = True
+        module.drop_params = False
+        module.telemetry = False
+        _litellm = module
+    return _litellm
+
+
+def loaded() -> ModuleType | None:
+    """The module if :func:`litellm` has imported it, else None: nothing has used it yet."""
+    return _litellm
+
+
+async def load() -> None:
+    """Import LiteLLM ahead of the calls that need it, without blocking the event loop."""
+    if _litellm is None:
+        await asyncio.to_thread(litellm)

@@ -1,0 +1,152 @@
+"""What a runner process imports: LiteLLM (and the OpenAI SDK) only when a call needs it.
+
+Importing LiteLLM took about 4 s of every start, yet plain integrations on the
+fast path never call it. Each test runs the real ``runner`` command in a fresh
+interpreter, which reports the slow modules it imported when the command returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runner import lazy_litellm
+from runner.registry import Registry
+from runner.schema import parse_integration
+from runner.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SLOW = ("litellm", "openai")
+# `runner ARGS`, then the slow modules it imported as the last line of its output.
+# uvicorn hands SIGTERM back to the handler it found once it has shut down.
+REPORTING_CLI = (
+    "import json, signal, sys\n"
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+    "from runner.cli import main\n"
+    "try:\n"
+    "    sys.exit(main(sys.argv[1:]))\n"
+    "finally:\n"
+    f"    print(json.dumps(sorted(set({SLOW!r}) & set(sys.modules))))\n"
+)
+HELLO = {"messages": [{"role": "user", "content": "Hello runner"}]}
+
+
+def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
+    return {**env, "RUNNER_DATA_DIR": str(tmp_path / "data"), **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve_and_call(
+    tmp_path: Path, config_files: list[str], model: str, *options: str, **env: str
+) -> list[str]:
+    """Serve the repository's ``config_files``, call ``model`` (whole and streamed) once
+    healthy, stop; the slow modules the process had imported by the end."""
+    config = tmp_path / "config"
+    config.mkdir()
+    for name in config_files:
+        shutil.copy(REPO / "config" / name, config)
+    port = _free_port()
+    command = [sys.executable, "-c", REPORTING_CLI, "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--config-dir", str(config), *options],
+        cwd=REPO,
+        env=_environment(tmp_path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"runner serve did not come up:\n{process.communicate()[1]}")
+            time.sleep(0.05)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            whole = client.post("/v1/chat/completions", json={"model": model, **HELLO})
+            assert whole.status_code == 200, whole.text
+            assert "Hello runner" in whole.json()["choices"][0]["message"]["content"]
+            streamed = client.post(
+                "/v1/chat/completions", json={"model": model, "stream": True, **HELLO}
+            )
+            assert streamed.status_code == 200, streamed.text
+            assert streamed.text.endswith("data: [DONE]\n\n")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    return json.loads(stdout.splitlines()[-1])
+
+
+def test_plain_integrations_are_served_without_importing_litellm(tmp_path: Path):
+    assert _serve_and_call(tmp_path, ["demo.json"], "Demo Echo") == []
+
+
+def test_without_the_fast_path_litellm_serves_plain_integrations(tmp_path: Path):
+    imported = _serve_and_call(tmp_path, ["demo.json"], "Demo Echo", RUNNER_FAST_PATH="false")
+    assert imported == sorted(SLOW)
+
+
+def test_a_handler_integration_imports_litellm(tmp_path: Path):
+    options = ("--custom-llms", str(REPO / "custom_llms"))
+    imported = _serve_and_call(tmp_path, ["offline-echo.json"], "Offline Echo", *options)
+    assert "litellm" in imported
+
+
+def test_validate_never_imports_litellm(tmp_path: Path):
+    files = sorted(str(path) for path in (REPO / "config").glob("*.json"))  # handlers too
+    result = subprocess.run(
+        [sys.executable, "-c", REPORTING_CLI, "validate", *files],
+        cwd=REPO,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(": ok (" in line for line in lines) == len(files)
+    assert json.loads(lines[-1]) == []
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+async def test_litellm_is_loaded_at_registration_when_calls_will_need_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_path: bool
+):
+    """Not at the first call, which would wait seconds for the import (on the event
+    loop, and perhaps past the call's timeout)."""
+    monkeypatch.setattr(lazy_litellm, "_litellm", None)
+    spec = parse_integration(
+        {
+            "authentication_type": "none",
+            "endpoint": "https://api.example.com/v1",
+            "model_properties": [{"name": "m"}],
+        }
+    )
+    registry = Registry(Settings(config_dir=tmp_path, fast_path=fast_path))
+    try:
+        await registry.put("acme", spec)
+        assert (lazy_litellm.loaded() is None) == fast_path
+    finally:
+        await registry.aclose()
