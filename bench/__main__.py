@@ -1,8 +1,9 @@
 """``python -m bench``: the runner against LiteLLM's proxy, in one interleaved run.
 
 Starts a fixed upstream, the runner (once with two integrations, once with a
-thousand), and LiteLLM's proxy for the same model; measures added latency,
-time to first streamed byte, throughput at 32 connections and peak memory;
+thousand, once with two integrations and ``--workers 2``), and LiteLLM's proxy
+for the same model; measures added latency, time to first streamed byte,
+throughput at 32 connections (one worker against two, too) and peak memory;
 prints a markdown table and writes the figures as JSON.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from . import measure, targets, upstream
+from . import measure, targets, upstream, workers
 from .measure import Endpoint
 from .targets import MODEL, STREAM_MODEL
 
@@ -61,9 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             prefer_wrk=args.load == "auto",
         )
         _log(f"store: startup with {store_sizes[0]:,} stored, POST with {store_sizes[1:]}")
-        from . import store  # imports the runner (and LiteLLM): only once the servers are done
+        from . import store  # imports the runner: only once the servers are done
 
-        results["store"] = store.measure(Path(tmp), *store_sizes, rounds=10 if args.smoke else 40)
+        results["store"] = store.measure(
+            Path(tmp),
+            *store_sizes,
+            rounds=10 if args.smoke else 40,
+            starts=1 if args.smoke else 5,
+        )
     results["mode"] = "smoke" if args.smoke else "full"
     args.json.write_text(json.dumps(results, indent=2))
     print(report(results))
@@ -95,6 +101,8 @@ def _run(
         targets.write_runner_config(workdir / "many", up_url, many)
         small = targets.start_runner("runner", workdir / "small")
         servers.append(small)
+        pair = workers.start(workdir, up_url)
+        servers.append(pair)
         started = time.perf_counter()
         big = targets.start_runner(f"runner, {many} integrations", workdir / "many")
         servers.append(big)
@@ -107,9 +115,12 @@ def _run(
         else:
             _log("LiteLLM proxy skipped (install with: pip install 'litellm[proxy]')")
         registration = _registration_ms(big.url)
-        return _measure(
+        results = _measure(
             up_url, up_kind, small, big, proxy, rounds, seconds, many, registration, prefer_wrk
         )
+        _log(f"throughput: 1 worker against {workers.WORKERS}, alternating passes")
+        results["workers"] = workers.compare(small, pair, seconds, prefer_wrk)
+        return results
     finally:
         for server in servers:
             server.stop()
@@ -290,6 +301,7 @@ def report(results: dict) -> str:
         f"{reg['plain']:.1f} ms (plain), {reg['handler']:.1f} ms (custom handler), "
         "wall time of the POST.",
     ]
+    lines += workers.report_lines(results["workers"], results["load_generator"])
     lines += _store_lines(results["store"])
     lines += ["", *_verdicts(results)]
     return "\n".join(lines)
@@ -303,7 +315,8 @@ def _store_lines(store: dict) -> list[str]:
         f"Starting with {startup['stored']:,} stored integrations: "
         f"{startup['load_seconds']:.2f} s to unseal and register them all; "
         f"{startup['process_to_healthy_seconds']:.2f} s from `runner serve` to healthy, "
-        "interpreter and imports included.",
+        "interpreter and imports included (median of the starts; "
+        f"{startup['plain_process_to_healthy_seconds']:.2f} s with one plain integration).",
         f"POST of one more integration (median wall time, SQLite, fsync on): "
         f"{post[str(small)]:.1f} ms with {small:,} stored, "
         f"{post[str(large)]:.1f} ms with {large:,} stored.",
@@ -340,6 +353,7 @@ def _verdicts(results: dict) -> list[str]:
             "registering one more integration < 10 ms",
             max(results["register_one_more_ms"].values()) < 10,
         ),
+        workers.verdict(results["workers"]),
     ]
     startup, post = results["store"]["startup"], results["store"]["post_ms"]
     small, large = sorted(post, key=int)
@@ -347,6 +361,14 @@ def _verdicts(results: dict) -> list[str]:
         (
             f"startup with {startup['stored']:,} stored integrations < 3 s (the runner's own work)",
             startup["load_seconds"] < 3,
+        ),
+        (
+            "`runner serve` to healthy ≤ 1.5 s with only plain integrations (LiteLLM not imported)",
+            startup["plain_process_to_healthy_seconds"] <= 1.5,
+        ),
+        (
+            f"`runner serve` to healthy ≤ 2.5 s with {startup['stored']:,} stored integrations",
+            startup["process_to_healthy_seconds"] <= 2.5,
         ),
         (
             f"POST with {int(large):,} stored within 20% of with {int(small):,}",

@@ -8,8 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .errors import IntegrationInvalid
-from .settings import Settings
+from .settings import Settings, parse_workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         metavar="DIR",
         help="enable custom LLM handlers, read from DIR (CUSTOM_LLMS_ENABLED + _DIRECTORY)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers_argument,
+        metavar="N",
+        help="processes sharing the port; 'auto' is one per core (RUNNER_WORKERS, default 1)",
     )
 
     validate = commands.add_parser("validate", help="check integration files; exit 1 on problems")
@@ -48,10 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     hash_key.add_argument("key", help="the key callers will send")
 
     args = parser.parse_args(argv)
-    overrides = {k: v for k in ("host", "port", "config_dir") if (v := getattr(args, k, None))}
+    names = ("host", "port", "config_dir", "workers")
+    overrides = {k: v for k in names if (v := getattr(args, k, None))}
     if getattr(args, "custom_llms", None):
         overrides.update(custom_llms_enabled=True, custom_llms_directory=args.custom_llms)
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"error: {_settings_problems(exc)}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         return _serve(settings)
     if args.command == "validate":
@@ -73,7 +86,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _models(settings)
 
 
+def _workers_argument(text: str) -> int:
+    """``--workers``: refused by argparse with the same message RUNNER_WORKERS gets."""
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _settings_problems(exc: ValidationError) -> str:
+    """Each bad setting named as the operator wrote it, without pydantic's boilerplate."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        name = field if field.isupper() else f"RUNNER_{field.upper()}"
+        problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
 def _serve(settings: Settings) -> int:
+    if settings.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(settings)
     import uvicorn
 
     from .api import create_app

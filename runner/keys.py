@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -75,8 +76,7 @@ def load_secret_box(settings: Settings) -> SecretBox:
     if settings.secret_key is not None:
         return _box(settings.secret_key.get_secret_value().split(","), "RUNNER_SECRET_KEY")
     path = settings.data_dir / KEY_FILE_NAME
-    if not path.exists():
-        _write_key_file(path, [generate_key()])
+    if not path.exists() and _write_key_file(path, [generate_key()], replace=False):
         log.warning(
             "generated a new secret key in %s: back it up with the database, and set "
             "RUNNER_SECRET_KEY instead when several runners share one database",
@@ -108,13 +108,39 @@ def _box(entries: list[str], source: str) -> SecretBox:
     return SecretBox(keys)
 
 
-def _write_key_file(path: Path, keys: list[str]) -> None:
-    """Write the keys readable by the owner only, replacing the file in one rename."""
+def _write_key_file(path: Path, keys: list[str], replace: bool = True) -> bool:
+    """Write the keys readable by the owner only, the file appearing whole in one step.
+
+    With ``replace=False`` an existing file is kept and False returned: runners
+    (or ``runner serve --workers`` workers) first started together on one data
+    folder must all end up with the same key, or each would seal rows the
+    others cannot open. A hard link, unlike a rename, fails when the name exists.
+    """
     private_dir(path.parent)
-    temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-    with os.fdopen(descriptor, "w") as file:
-        file.write("\n".join(keys) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        os.fchmod(descriptor, PRIVATE_FILE_MODE)
+        with os.fdopen(descriptor, "w") as file:
+            file.write("\n".join(keys) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        if replace:
+            os.replace(temporary, path)
+            return True
+        return _link_if_absent(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _link_if_absent(temporary: Path, path: Path) -> bool:
+    """Give ``temporary`` the name ``path`` unless that name exists; True if it was given."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: rename, as before
+        if path.exists():
+            return False
+        os.replace(temporary, path)
+    return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -125,11 +127,23 @@ class Settings(BaseSettings):
             "beyond it, registering is refused with a 422."
         ),
     )
+    workers: int = Field(
+        default=1,
+        description=(
+            "Processes serving the port (auto: one per core). Each keeps its own registry "
+            "and follows the store like a replica; limits and caches are per process."
+        ),
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> int:
+        return parse_workers(value)
 
     @property
     def effective_database_url(self) -> str:
@@ -137,3 +151,21 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'runner.db'}"
+
+
+def parse_workers(value: object) -> int:
+    """``auto`` is one process per core; otherwise a whole number, at least 1.
+
+    Shared by ``RUNNER_WORKERS`` and ``runner serve --workers``, so both refuse
+    the same values with the same message.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(
+        f"workers must be a whole number of processes, 1 or more, or 'auto' (one per core); "
+        f"got {value!r}"
+    )

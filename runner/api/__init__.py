@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -121,6 +122,9 @@ def create_app(
                 {"file": str(f.path), "problems": [str(p) for p in f.problems]}
                 for f in request.app.state.config_errors
             ],
+            # With RUNNER_WORKERS > 1 each answer describes one worker process: the
+            # pid says which, matching uvicorn's "Started server process [pid]" line.
+            "worker": {"pid": os.getpid()},
             "store": {
                 "backend": service.store.backend,
                 "revision": service.applied_revision,

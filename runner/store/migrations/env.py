@@ -15,4 +15,8 @@ context.configure(connection=connection, target_metadata=metadata)
 with context.begin_transaction():
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+    elif connection.dialect.name == "sqlite":
+        # The file's write lock, taken before Alembic reads the schema's version:
+        # runners (or workers) first started together on one new file take turns.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     context.run_migrations()
