@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -20,11 +20,12 @@ from aiohttp.abc import AbstractResolver
 
 from . import lazy_litellm
 from .direct import open_session
-from .errors import IntegrationInvalid, Problem, RunnerError
+from .errors import IntegrationInvalid, RunnerError
 from .handler_loading import load as load_handler
 from .handlers import file_version
+from .integration_checks import check_addresses, check_conflicts, check_name
 from .litellm_providers import provider_name, register_provider, unregister_provider
-from .schema import INTEGRATION_NAME, Integration
+from .schema import Integration
 from .settings import Settings
 from .ssrf import AddressPolicy
 from .store import Stamp
@@ -117,13 +118,13 @@ class Registry:
         ``persist`` runs once everything is ready to serve and just before the
         swap: if it fails, the new version is dropped and the old one keeps serving.
         """
-        _check_name(name)
-        _check_addresses(spec, self.addresses)
+        check_name(name)
+        check_addresses(spec, self.addresses)
         loaded = await load_handler(self._settings, spec) if spec.custom_llm_config else None
         if not self._settings.fast_path:  # every call goes through LiteLLM: import it now
             await lazy_litellm.load()
         async with self._write_lock:
-            _check_conflicts(name, spec, self._routes, self._integrations)
+            check_conflicts(name, spec, self._routes, self._integrations)
             if loaded is not None:
                 client = open_handler(name, spec, loaded, self._timeout, self.addresses)
             else:
@@ -250,63 +251,3 @@ class Registry:
         task = asyncio.get_running_loop().create_task(close_later())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-
-
-def _check_name(name: str) -> None:
-    if not INTEGRATION_NAME.match(name):
-        raise IntegrationInvalid(
-            [
-                Problem(
-                    "name",
-                    f"{name!r} is not a valid integration name: use 1-64 letters, digits, "
-                    "'.', '_' or '-', starting with a letter or digit",
-                )
-            ]
-        )
-
-
-def _check_addresses(spec: Integration, addresses: AddressPolicy) -> None:
-    """A URL naming a refused address outright is refused now; names wait for requests."""
-    urls = {"endpoint": spec.endpoint, "oauth2_token_url": getattr(spec, "oauth2_token_url", None)}
-    problems = [
-        Problem(field, f"{problem}; use the provider's public address")
-        for field, url in urls.items()
-        if url is not None and (problem := addresses.url_problem(url)) is not None
-    ]
-    if problems:
-        raise IntegrationInvalid(problems)
-
-
-def _check_conflicts(
-    name: str,
-    spec: Integration,
-    routes: Mapping[str, Deployment],
-    integrations: Mapping[str, Registered],
-) -> None:
-    """Model ids are global: an alias or integration name may be claimed only once."""
-
-    def claimed(model_id: str) -> str | None:
-        owner = routes.get(model_id)
-        if owner is None or owner.integration == name:
-            return None
-        if model_id in integrations:
-            return f"is the name of integration {model_id!r}"
-        return f"is already an alias of integration {owner.integration!r}"
-
-    problems = []
-    if (owner := claimed(name)) is not None:
-        problems.append(
-            Problem("name", f"{name!r} {owner}; pick an integration name no model uses")
-        )
-    for index, model in enumerate(spec.model_properties):
-        owner = claimed(model.caller_alias)
-        if owner is not None:
-            problems.append(
-                Problem(
-                    f"model_properties[{index}].alias",
-                    f"{model.caller_alias!r} {owner}; aliases are unique across integrations, "
-                    "so choose another alias (or change it there first)",
-                )
-            )
-    if problems:
-        raise IntegrationInvalid(problems, status_code=409)
