@@ -11,10 +11,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -25,7 +23,8 @@ from runner.registry import Registry
 from runner.schema import parse_integration
 from runner.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+from .helpers import REPO, free_port, wait_healthy
+
 SLOW = ("litellm", "openai")
 # `runner ARGS`, then the slow modules it imported as the last line of its output.
 # uvicorn hands SIGTERM back to the handler it found once it has shut down.
@@ -46,12 +45,6 @@ def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, "RUNNER_DATA_DIR": str(tmp_path / "data"), **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve_and_call(
     tmp_path: Path, config_files: list[str], model: str, *options: str, **env: str
 ) -> list[str]:
@@ -61,7 +54,7 @@ def _serve_and_call(
     config.mkdir()
     for name in config_files:
         shutil.copy(REPO / "config" / name, config)
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-c", REPORTING_CLI, "serve", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--config-dir", str(config), *options],
@@ -73,16 +66,7 @@ def _serve_and_call(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"runner serve did not come up:\n{process.communicate()[1]}")
-            time.sleep(0.05)
+        wait_healthy(process, url, timeout=90)
         with httpx.Client(base_url=url, timeout=30) as client:
             whole = client.post("/v1/chat/completions", json={"model": model, **HELLO})
             assert whole.status_code == 200, whole.text
