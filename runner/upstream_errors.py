@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from typing import TYPE_CHECKING, TypeVar
 
@@ -177,14 +178,18 @@ def upstream_error(exc: BaseException, deployment: Deployment) -> RunnerError:
 
 
 def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (the delta-seconds form; dates are ignored)."""
+    """Seconds from a ``Retry-After`` header (the delta-seconds form; dates are ignored).
+
+    An upstream may send anything: ``inf`` or ``1e400`` would reach the caller's own
+    Retry-After as an integer that cannot be made, so only finite waits count.
+    """
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _retry_after_of(exc: BaseException) -> float | None:

@@ -289,6 +289,21 @@ def test_a_200_that_is_not_a_chat_completion_is_502(runner: Runner, answer: byte
         assert wire.requests == 1  # an answer, even a bad one: not retried
 
 
+@pytest.mark.parametrize("wait", [b"inf", b"1e400", b"nan"])
+def test_an_absurd_retry_after_from_upstream_is_ignored(runner: Runner, wait: bytes):
+    body = b'{"error": {"message": "slow down"}}'
+    refusal = (
+        b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+        b"retry-after: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % (wait, len(body))
+    ) + body
+    with wire_upstream(Reply(refusal)) as wire:
+        runner.put("acme", one_model(wire, "m", num_retries=0))
+        response = runner.chat("M")
+        assert response.status_code == 429, response.text
+        assert response.json()["error"]["code"] == "upstream_rate_limited"
+        assert "retry-after" not in response.headers
+
+
 @pytest.mark.parametrize(
     "events",
     [
