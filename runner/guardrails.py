@@ -115,7 +115,7 @@ async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Result
     if isinstance(result, bytes) or not held:
         _leave(held)
         return result
-    return _holding(result, held)
+    return _Holding(result, held)
 
 
 def _admit(policy: Policy, deployment: Deployment) -> None:
@@ -158,13 +158,30 @@ def _backoff(retries: int) -> float:
     return ceiling * (1 - random.random())
 
 
-async def _holding(events: AsyncIterator[bytes], held: list[Gate]) -> AsyncIterator[bytes]:
-    try:
-        async for event in events:
-            yield event
-    finally:
-        _leave(held)
-        await events.aclose()  # type: ignore[attr-defined]
+class _Holding:
+    """A stream that gives its slots back when it ends, fails or is closed.
+
+    Not an async generator: one closed before its first event never runs its
+    ``finally``, and would keep its slots for good.
+    """
+
+    def __init__(self, events: AsyncIterator[bytes], held: list[Gate]) -> None:
+        self._events = events
+        self._held = held
+
+    def __aiter__(self) -> _Holding:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await anext(self._events)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        _leave(self._held)
+        await self._events.aclose()  # type: ignore[attr-defined]
 
 
 def _leave(held: list[Gate]) -> None:

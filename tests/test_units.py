@@ -458,6 +458,9 @@ async def test_a_stream_holds_its_slot_until_it_is_closed() -> None:
     stream = await guarded(limited(0.3, 0, gate), attempt)
     assert [e async for e in stream] == [b"event 0", b"event 1", b"event 2"]
     assert await slot_free(gate)
+    stream = await guarded(limited(0.3, 0, gate), attempt)
+    await stream.aclose()  # closed before its first event: the slot still comes back
+    assert await slot_free(gate)
 
 
 # --- config expansion ------------------------------------------------------------------------

@@ -138,8 +138,7 @@ async def _respond(registry: Registry, raw: bytes, watch: HangUpWatch, send: Sen
         await _send_json(send, 200, result, raw_headers)
         return
     raw_headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-    await _stream(result, watch, send)
+    await _stream(result, raw_headers, watch, send)
 
 
 async def send_error(send: Send, error: RunnerError) -> None:
@@ -170,11 +169,23 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _stream(events: AsyncIterator[bytes], watch: HangUpWatch, send: Send) -> None:
-    """Send events until they end; a hang-up meanwhile cancels the task (see ``watch``)."""
+async def _stream(
+    events: AsyncIterator[bytes], headers: list[tuple[bytes, bytes]], watch: HangUpWatch, send: Send
+) -> None:
+    """Send events until they end; a hang-up meanwhile cancels the task (see ``watch``).
+
+    The first event is taken before the response starts. It is ready (the call path
+    awaited it), and taking it starts the generators beneath: a generator closed
+    before it started never runs its ``finally``, which releases the upstream's
+    connection, so a hang-up while the headers go out would leak it.
+    """
     try:
-        async for event in events:
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+        first = await anext(events, None)  # type: ignore[call-overload]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if first is not None:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for event in events:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
         watch.stop()
         await send({"type": "http.response.body", "body": b""})
     finally:
