@@ -18,7 +18,7 @@ import json
 import math
 from typing import Any, NoReturn
 
-from .errors import RunnerError
+from .errors import IntegrationInvalid, Problem, RunnerError
 
 MAX_DEPTH = 100
 
@@ -69,6 +69,20 @@ def object_body(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RunnerError("The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+def decode_json(text: str | bytes) -> Any:
+    """Decode integration JSON (a POSTed body or a config file) strictly: a syntax
+    error is refused with its line and column, as are NaN, Infinity and absurd
+    nesting, each as a problem of the integration."""
+    try:
+        return loads(text)
+    except JsonRefused as exc:
+        raise IntegrationInvalid(
+            [Problem("", f"not valid JSON: {exc}; send one JSON object")],
+            status_code=400,
+            code="invalid_json",
+        ) from None
 
 
 def _text(raw: bytes | str) -> str:

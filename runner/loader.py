@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import IntegrationInvalid, Problem
+from .json_body import decode_json
 from .registry import Origin, Registry
-from .schema import Integration, decode_json, parse_integration
+from .schema import Integration, parse_integration
 from .settings import Settings
 
 log = logging.getLogger(__name__)

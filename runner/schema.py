@@ -230,19 +230,6 @@ def parse_integration(data: object) -> Integration:
     return integration
 
 
-def decode_json(text: str | bytes) -> Any:
-    """Decode integration JSON strictly (:mod:`runner.json_body`): a syntax error is
-    refused with its line and column, as are NaN, Infinity and absurd nesting."""
-    try:
-        return json_body.loads(text)
-    except json_body.JsonRefused as exc:
-        raise IntegrationInvalid(
-            [Problem("", f"not valid JSON: {exc}; send one JSON object")],
-            status_code=400,
-            code="invalid_json",
-        ) from None
-
-
 def _cross_field_problems(integration: Integration) -> list[Problem]:
     """What a valid shape can still get wrong: fields that must agree with each other."""
     problems: list[Problem] = []

@@ -8,6 +8,7 @@ the store's database helpers in ``stores.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -220,6 +221,24 @@ def integration(upstream: HasUrl | None = None, **overrides: Any) -> dict[str, A
     base["model_properties"] = [{"name": "model-a", "alias": "Model A"}]
     base.update(overrides)
     return base
+
+
+class ClientCredentialsServer(Protocol):
+    """A token endpoint and the one client it knows: the fakes' ``TokenServer``."""
+
+    url: str
+    client_id: str
+    client_secret: str
+
+
+def oauth2_fields(tokens: ClientCredentialsServer) -> dict[str, str]:
+    """The properties that make an integration get its tokens from ``tokens``."""
+    credentials = {"client_id": tokens.client_id, "client_secret": tokens.client_secret}
+    return {
+        "authentication_type": "oauth2",
+        "oauth2_token_url": tokens.url,
+        "token": json.dumps(credentials),
+    }
 
 
 def one_model(upstream: HasUrl, name: str, **overrides: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from .fakes import TokenServer, Upstream
-from .helpers import Runner, integration
+from .helpers import Runner, integration, oauth2_fields
 
 
 @pytest.fixture(params=["direct", "litellm"])
@@ -22,12 +22,7 @@ def call_path(request: pytest.FixtureRequest) -> str:
 
 def oauth2_integration(upstream: Upstream, tokens: TokenServer, **overrides):
     return integration(
-        upstream,
-        authentication_type="oauth2",
-        oauth2_token_url=tokens.url,
-        token=json.dumps({"client_id": tokens.client_id, "client_secret": tokens.client_secret}),
-        authentication_scope="inference",
-        **overrides,
+        upstream, **oauth2_fields(tokens), authentication_scope="inference", **overrides
     )
 
 

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from .fakes import Upstream
-from .helpers import Runner, handler_integration, poll, start_runner, write
+from .helpers import Runner, handler_integration, oauth2_fields, poll, start_runner, write
 
 SEED = Path(__file__).parent / "seed"
 
@@ -129,11 +129,7 @@ def test_oauth2_access_token_reaches_the_handler(runner: Runner, handler_dir: Pa
     spec = handler_integration(
         "tok.py",
         "Tok",
-        authentication_type="oauth2",
-        oauth2_token_url=token_server.url,
-        token=json.dumps(
-            {"client_id": token_server.client_id, "client_secret": token_server.client_secret}
-        ),
+        **oauth2_fields(token_server),
     )
     runner.put("tok", spec)
     content = runner.chat("Handled").json()["choices"][0]["message"]["content"]

@@ -20,7 +20,14 @@ from runner.scrub import caller_safe
 from runner.upstream_errors import as_runner_error
 
 from .fakes import TokenServer, Upstream
-from .helpers import Runner, handler_integration, integration, poll, start_runner
+from .helpers import (
+    Runner,
+    handler_integration,
+    integration,
+    oauth2_fields,
+    poll,
+    start_runner,
+)
 
 HEADER = """
 import asyncio, os, sys, time, traceback
@@ -475,11 +482,7 @@ def test_an_oauth2_access_token_in_a_handlers_message_is_masked(
     )
     spec = handler_integration(
         "tok.py",
-        authentication_type="oauth2",
-        oauth2_token_url=token_server.url,
-        token=json.dumps(
-            {"client_id": token_server.client_id, "client_secret": token_server.client_secret}
-        ),
+        **oauth2_fields(token_server),
     )
     runner.put("tok", spec)
     message = runner.chat("Handled").json()["error"]["message"]

@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse
 
 from ..errors import RunnerError
 from ..integrations import IntegrationService
+from ..json_body import decode_json
 from ..probes import DEFAULT_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS, deadline_from, probe_all
 from ..redaction import parse_submitted, redacted
 from ..registry import Registered, Registry
-from ..schema import decode_json
 from ..settings import Settings
 from ..text_rules import check_text
 
