@@ -1,10 +1,11 @@
 """``python -m bench``: the runner against LiteLLM's proxy, in one interleaved run.
 
-Starts a fixed upstream, the runner (once with two integrations, once with a
-thousand, once with two integrations and ``--workers 2``), and LiteLLM's proxy
-for the same model; measures added latency, time to first streamed byte,
-throughput at 32 connections (one worker against two, too) and peak memory;
-prints a markdown table and writes the figures as JSON.
+Starts a fixed upstream, the runner (once with two integrations and an offline
+handler, once with a thousand, once with ``--workers 2``), and LiteLLM's proxy
+for the same models; measures added latency, time to first streamed byte,
+throughput at 32 connections (one worker against two, too), the offline
+handler's latency and throughput, and peak memory; prints a markdown table and
+writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from . import measure, report, targets, upstream, workers
+from . import handler, measure, report, targets, upstream, workers
 from .measure import Endpoint
 from .targets import MODEL, STREAM_MODEL
 
@@ -109,7 +110,9 @@ def _run(
         proxy = None
         command = targets.litellm_proxy_command() if with_proxy else None
         if command:
-            proxy = targets.start_litellm_proxy(command, up_url, workdir)
+            proxy = targets.start_litellm_proxy(
+                command, up_url, workdir, *handler.proxy_config_lines(workdir)
+            )
             servers.append(proxy)
         else:
             _log("LiteLLM proxy skipped (install with: pip install 'litellm[proxy]')")
@@ -117,6 +120,8 @@ def _run(
         results = _measure(
             up_url, up_kind, small, big, proxy, rounds, seconds, many, registration, prefer_wrk
         )
+        _log("offline handler: latency and throughput, runner against LiteLLM's proxy")
+        results["handler"] = handler.compare(small, proxy, rounds, seconds, prefer_wrk)
         _log(f"throughput: 1 worker against {workers.WORKERS}, alternating passes")
         results["workers"] = workers.compare(small, pair, seconds, prefer_wrk)
         return results

@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import workers
+from . import handler, workers
 
 
 def machine() -> str:
@@ -80,6 +80,7 @@ def table(results: dict) -> str:
         f"{reg['plain']:.1f} ms (plain), {reg['handler']:.1f} ms (custom handler), "
         "wall time of the POST.",
     ]
+    lines += handler.report_lines(results["handler"])
     lines += workers.report_lines(results["workers"], results["load_generator"])
     lines += _store_lines(results["store"])
     lines += ["", *_verdicts(results)]
@@ -132,6 +133,7 @@ def _verdicts(results: dict) -> list[str]:
             "registering one more integration < 10 ms",
             max(results["register_one_more_ms"].values()) < 10,
         ),
+        *handler.verdicts(results["handler"]),
         workers.verdict(results["workers"]),
     ]
     startup, post = results["store"]["startup"], results["store"]["post_ms"]

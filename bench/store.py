@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import update
 
-from runner.integrations import IntegrationService
-from runner.keys import SecretBox, generate_key
-from runner.registry import Registry
-from runner.schema import parse_integration
+from runner.integrations.registry import Registry
+from runner.integrations.schema import parse_integration
+from runner.integrations.service import IntegrationService
+from runner.security.secret_keys import SecretBox, generate_key
 from runner.settings import Settings
 from runner.store import IntegrationStore, seal
 from runner.store.tables import integrations, store_head

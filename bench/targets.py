@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL, STREAM_MODEL = "bench-model", "bench-stream"
+HANDLER_MODEL = "bench-handler"  # the offline handler scenario (bench/handler.py)
 
 
 def free_port() -> int:
@@ -91,6 +93,7 @@ def write_runner_config(directory: Path, upstream: str, integrations: int) -> No
     files = {
         "bench": plain_integration(upstream, MODEL, MODEL),
         "bench-stream": plain_integration(upstream, MODEL, STREAM_MODEL, "/stream/v1"),
+        "bench-handler": handler_integration(HANDLER_MODEL),
     }
     for index in range(integrations - len(files)):
         name = f"filler-{index:04d}"
@@ -149,7 +152,15 @@ def litellm_proxy_command() -> list[str] | None:
     return [cli] if cli else None
 
 
-def start_litellm_proxy(command: list[str], upstream: str, workdir: Path) -> Target:
+def start_litellm_proxy(
+    command: list[str],
+    upstream: str,
+    workdir: Path,
+    extra_models: Sequence[str] = (),
+    extra_settings: Sequence[str] = (),
+) -> Target:
+    """LiteLLM's proxy serving the plain models, plus ``extra_models`` (YAML lines under
+    ``model_list``) with ``extra_settings`` (YAML lines under ``litellm_settings``)."""
     config = workdir / "litellm.yaml"
     models = [(MODEL, "/v1"), (STREAM_MODEL, "/stream/v1")]
     lines = ["model_list:"]
@@ -162,7 +173,9 @@ def start_litellm_proxy(command: list[str], upstream: str, workdir: Path) -> Tar
             "      api_key: unused",
         ]
     lines += [
+        *extra_models,
         "litellm_settings:",
+        *extra_settings,
         "  callbacks: []",
         "  success_callback: []",
         "  failure_callback: []",

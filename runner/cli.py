@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import IntegrationInvalid
-from .settings import Settings, parse_workers
+from runner.errors import IntegrationInvalid
+from runner.settings import Settings, parse_workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         metavar="DIR",
         help="enable custom LLM handlers, read from DIR (CUSTOM_LLMS_ENABLED + _DIRECTORY)",
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="serve the built-in echo model at /demo/v1, for config/demo.json (RUNNER_DEMO)",
     )
     serve.add_argument(
         "--workers",
@@ -56,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     hash_key.add_argument("key", help="the key callers will send")
 
     args = parser.parse_args(argv)
-    names = ("host", "port", "config_dir", "workers")
-    overrides = {k: v for k in names if (v := getattr(args, k, None))}
+    names = ("host", "port", "config_dir", "workers", "demo")
+    overrides = {k: v for k in names if (v := getattr(args, k, None)) is not None}
     if getattr(args, "custom_llms", None):
         overrides.update(custom_llms_enabled=True, custom_llms_directory=args.custom_llms)
     try:
@@ -74,12 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rotate-key":
         return asyncio.run(_rotate_key(settings))
     if args.command == "hash-key":
-        from .access import hash_key
+        from runner.security.admission import hash_key
 
         print(hash_key(args.key))
         return 0
     if args.command == "generate-key":
-        from .keys import generate_key
+        from runner.security.secret_keys import generate_key
 
         print(generate_key())
         return 0
@@ -106,13 +112,13 @@ def _settings_problems(exc: ValidationError) -> str:
 
 def _serve(settings: Settings) -> int:
     if settings.workers > 1:
-        from .workers import serve_workers
+        from runner.workers import serve_workers
 
         return serve_workers(settings)
     import uvicorn
 
-    from .api import create_app
-    from .logs import logging_config
+    from runner.api import create_app
+    from runner.logs import logging_config
 
     uvicorn.run(
         create_app(settings),
@@ -126,9 +132,13 @@ def _serve(settings: Settings) -> int:
 
 
 async def _rotate_key(settings: Settings) -> int:
-    from .keys import KeyConfigError, add_key_to_file, load_secret_box
-    from .store import IntegrationStore
-    from .store.rotation import rotate_secrets
+    from runner.security.secret_keys import (
+        KeyConfigError,
+        add_key_to_file,
+        load_secret_box,
+    )
+    from runner.store import IntegrationStore
+    from runner.store.rotation import rotate_secrets
 
     if settings.secret_key is None:
         path = add_key_to_file(settings)
@@ -172,7 +182,7 @@ def _health(settings: Settings) -> int:
 
 
 def _validate(files: list[Path], settings: Settings) -> int:
-    from .loader import file_variables, read_integration
+    from runner.integrations.files import file_variables, read_integration
 
     variables = file_variables(settings)
     failed = 0
@@ -191,7 +201,7 @@ def _validate(files: list[Path], settings: Settings) -> int:
 
 
 def _models(settings: Settings) -> int:
-    from .loader import file_variables, read_integration
+    from runner.integrations.files import file_variables, read_integration
 
     variables = file_variables(settings)
     status = 0

@@ -7,10 +7,13 @@ one entry per offending field) so the HTTP layer only has to serialize them.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
+from starlette.types import Send
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,27 @@ class IntegrationInvalid(RunnerError):
             param=problems[0].field if problems else None,
             problems=list(problems),
         )
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer with a JSON ``body`` straight over ASGI (the paths that skip FastAPI use this)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *headers,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: RunnerError) -> None:
+    """Answer with ``error`` in the OpenAI envelope, straight over ASGI."""
+    headers = [(k.encode(), v.encode()) for k, v in error.response_headers().items()]
+    await send_json(send, error.status_code, json.dumps(error.to_body()).encode(), headers)

@@ -18,7 +18,7 @@ import json
 import math
 from typing import Any, NoReturn
 
-from .errors import IntegrationInvalid, Problem, RunnerError
+from runner.errors import IntegrationInvalid, Problem, RunnerError
 
 MAX_DEPTH = 100
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .redaction import REDACTED
+from runner.integrations.redaction import REDACTED
 
 MAX_CHARS = 2000
 """Longest text a caller gets; the rest is cut (a handler may put megabytes in a message)."""
@@ -27,7 +27,9 @@ _CHAINING = re.compile(
     re.MULTILINE,
 )
 # A frame: on a line of its own, with the source lines indented under it; else inline.
-_FRAME_LINES = re.compile(r'^([ \t]*)File "[^"\n]*", line \d+[^\n]*(?:\n\1[ \t]+[^\n]*)*', re.M)
+_FRAME_LINES = re.compile(
+    r'^([ \t]*)File "[^"\n]*", line \d+[^\n]*(?:\n\1[ \t]+[^\n]*)*', re.MULTILINE
+)
 _FRAME = re.compile(r'File "[^"\n]*", line \d+(?:, in [^\s,]+)?,?')
 # An absolute path of two parts or more. One preceded by a word, ':' or '/' is
 # part of a URL or a longer name (https://host/v1/x, openai/gpt) and stays.

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
             "litellm.acompletion (same behaviour, a fraction of the cost)."
         ),
     )
+    demo: bool = Field(
+        default=False,
+        description=(
+            "Serve the built-in echo model at /demo/v1 (what config/demo.json calls), so a "
+            "fresh clone answers with no network. Off unless asked for."
+        ),
+    )
     custom_llms_enabled: bool = Field(
         default=False,
         validation_alias=AliasChoices(

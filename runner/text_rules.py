@@ -29,7 +29,7 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import BeforeValidator, SecretStr
 from pydantic_core import PydanticCustomError
 
-from .errors import IntegrationInvalid, Problem
+from runner.errors import IntegrationInvalid, Problem
 
 # The WHATWG URL standard reads a host whose last label is a number as an IPv4 address.
 _ENDS_IN_NUMBER = re.compile(r"(?:^|\.)(?:0[xX][0-9a-fA-F]*|[0-9]+)\.?\Z")

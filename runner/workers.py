@@ -26,7 +26,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from .settings import Settings
+from runner.settings import Settings
 
 if TYPE_CHECKING:
     import uvicorn
@@ -52,7 +52,7 @@ def serve_workers(settings: Settings) -> int:
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    from .logs import logging_config
+    from runner.logs import logging_config
 
     config = uvicorn.Config(  # configures logging here, and again in each worker
         APP_FACTORY,
@@ -83,8 +83,8 @@ def prepare_shared_state(settings: Settings) -> bool:
     False (after logging why, as a single process would) when either cannot be
     done; no worker is started then.
     """
-    from .keys import KeyConfigError, load_secret_box
-    from .store import StoreConfigError
+    from runner.security.secret_keys import KeyConfigError, load_secret_box
+    from runner.store import StoreConfigError
 
     try:
         load_secret_box(settings)
@@ -99,7 +99,7 @@ def prepare_shared_state(settings: Settings) -> bool:
 
 
 async def _migrate(url: str) -> None:
-    from .store import IntegrationStore
+    from runner.store import IntegrationStore
 
     store = await IntegrationStore.open(url)  # opening applies the migrations
     await store.aclose()
@@ -109,7 +109,7 @@ def export_settings(settings: Settings, port: int) -> None:
     """Put what came from command-line flags into the environment the workers inherit.
 
     Workers build their settings from the environment alone (``Settings()``), so
-    ``--host``, ``--port``, ``--config-dir``, ``--custom-llms`` and ``--workers``
+    ``--host``, ``--port``, ``--config-dir``, ``--custom-llms``, ``--demo`` and ``--workers``
     must be there; the file variables ``${RUNNER_HOST}`` and ``${RUNNER_PORT}``
     then expand the same in every worker. ``port`` is the one bound (port 0
     asks the system for a free one, which every worker must then share).
@@ -119,6 +119,7 @@ def export_settings(settings: Settings, port: int) -> None:
         RUNNER_PORT=str(port),
         RUNNER_CONFIG_DIR=str(settings.config_dir),
         RUNNER_WORKERS=str(settings.workers),
+        RUNNER_DEMO=str(settings.demo).lower(),
         CUSTOM_LLMS_ENABLED=str(settings.custom_llms_enabled).lower(),
         CUSTOM_LLMS_DIRECTORY=str(settings.custom_llms_directory),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.access import hash_key
+from runner.security.admission import hash_key
 
 from .fakes import Upstream
 from .helpers import Runner, integration, start_runner

@@ -19,7 +19,7 @@ def served_from_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`runner serve` run exactly as the README says, from the repository root
     (with its store in a fresh folder rather than the repository's data/)."""
     env = {"RUNNER_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
-    readme = ("--custom-llms", "custom_llms")  # no --config-dir: the default, config/
+    readme = ("--demo", "--custom-llms", "custom_llms")  # no --config-dir: the default, config/
     with runner_process(env, None, *readme, cwd=REPO, timeout=90) as (_, url):
         yield url
 

@@ -353,6 +353,7 @@ def test_examples_are_opt_in(docker: Docker):
         "examples",
         env={
             "RUNNER_CONFIG_DIR": "/app/examples/config",
+            "RUNNER_DEMO": "true",
             "CUSTOM_LLMS_ENABLED": "true",
             "CUSTOM_LLMS_DIRECTORY": "/app/examples/custom_llms",
         },

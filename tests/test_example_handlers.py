@@ -25,7 +25,7 @@ import litellm
 from litellm import CustomLLM, ModelResponse
 from litellm.utils import custom_llm_setup
 
-from runner.loader import read_integration
+from runner.integrations.files import read_integration
 
 from .fake_providers import GenerateProvider, SessionProvider, SignedProvider
 from .helpers import REPO, free_port, serve

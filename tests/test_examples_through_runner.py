@@ -29,8 +29,17 @@ def providers() -> Iterator[dict[str, tuple[object, str]]]:
         }
 
 
+@pytest.fixture(params=["direct", "litellm"])
+def call_path(request: pytest.FixtureRequest) -> str:
+    """Every handler test runs twice: handlers called directly (the default) and through
+    litellm.acompletion (RUNNER_FAST_PATH=false)."""
+    return request.param
+
+
 @pytest.fixture
-def examples(tmp_path: Path, providers, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runner]:
+def examples(
+    tmp_path: Path, providers, monkeypatch: pytest.MonkeyPatch, call_path: str
+) -> Iterator[Runner]:
     signed = providers["hmac-signed"][0]
     monkeypatch.setenv("HMAC_SIGNED_SECRET", signed.secret)
     monkeypatch.setenv("SESSION_PROTOCOL_KEY", "session-key")
@@ -42,7 +51,10 @@ def examples(tmp_path: Path, providers, monkeypatch: pytest.MonkeyPatch) -> Iter
             spec["endpoint"] = providers[path.stem][1]
         (config / path.name).write_text(json.dumps(spec))
     with start_runner(
-        config, custom_llms_enabled=True, custom_llms_directory=REPO / "custom_llms"
+        config,
+        fast_path=call_path == "direct",
+        custom_llms_enabled=True,
+        custom_llms_directory=REPO / "custom_llms",
     ) as runner:
         assert runner.http.get("/health").json()["config_errors"] == []
         yield runner

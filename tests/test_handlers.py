@@ -37,10 +37,18 @@ class Echo(CustomLLM):
 """
 
 
+@pytest.fixture(params=["direct", "litellm"])
+def call_path(request: pytest.FixtureRequest) -> str:
+    """Every handler test runs twice: handlers called directly (the default) and through
+    litellm.acompletion (RUNNER_FAST_PATH=false)."""
+    return request.param
+
+
 @pytest.fixture
-def runner(config_dir: Path, handler_dir: Path) -> Iterator[Runner]:
+def runner(config_dir: Path, handler_dir: Path, call_path: str) -> Iterator[Runner]:
     with start_runner(
         config_dir,
+        fast_path=call_path == "direct",
         custom_llms_enabled=True,
         custom_llms_directory=handler_dir,
         handler_poll_seconds=0.1,
@@ -269,7 +277,9 @@ def test_handler_errors_become_openai_errors(
     assert runner.http.get("/health").status_code == 200
 
 
-def test_hanging_handler_is_cut_off_by_the_timeout(config_dir: Path, handler_dir: Path):
+def test_hanging_handler_is_cut_off_by_the_timeout(
+    config_dir: Path, handler_dir: Path, call_path: str
+):
     write(
         handler_dir,
         "hang.py",
@@ -284,6 +294,7 @@ def test_hanging_handler_is_cut_off_by_the_timeout(config_dir: Path, handler_dir
     )
     with start_runner(
         config_dir,
+        fast_path=call_path == "direct",
         custom_llms_enabled=True,
         custom_llms_directory=handler_dir,
         upstream_timeout=0.5,
@@ -517,3 +528,27 @@ def test_caller_hanging_up_stops_the_stream(runner: Runner, handler_dir: Path, t
     produced = log.read_text().splitlines()
     assert produced[-1] == "closed"
     assert len(produced) - 1 < 100
+
+
+def test_each_call_path_is_really_taken(runner: Runner, handler_dir: Path, call_path: str):
+    """Directly, no litellm.acompletion frame is under the handler; with
+    RUNNER_FAST_PATH=false, LiteLLM's dispatch is."""
+    write(
+        handler_dir,
+        "where.py",
+        """
+        import inspect
+        from litellm import CustomLLM, ModelResponse
+
+        class Where(CustomLLM):
+            async def acompletion(self, model, messages, **kwargs):
+                names = {f.frame.f_globals.get("__name__") for f in inspect.stack()}
+                path = "litellm" if "litellm.main" in names else "direct"
+                return ModelResponse(choices=[{"message": {"role": "assistant",
+                                     "content": path}, "finish_reason": "stop"}])
+    """,
+    )
+    assert runner.put("where", handler_integration("where.py", "Where")).status_code == 201
+    answer = runner.chat("Handled").json()
+    assert answer["choices"][0]["message"]["content"] == call_path
+    assert answer["model"] == "Handled"

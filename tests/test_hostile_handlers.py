@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from runner.calls.failures import as_runner_error
 from runner.scrub import caller_safe
-from runner.upstream_errors import as_runner_error
 
 from .fakes import TokenServer, Upstream
 from .helpers import (
@@ -101,10 +101,18 @@ EXITS = {
 }
 
 
+@pytest.fixture(params=["direct", "litellm"])
+def call_path(request: pytest.FixtureRequest) -> str:
+    """Every handler test runs twice: handlers called directly (the default) and through
+    litellm.acompletion (RUNNER_FAST_PATH=false)."""
+    return request.param
+
+
 @pytest.fixture
-def runner(config_dir: Path, handler_dir: Path) -> Iterator[Runner]:
+def runner(config_dir: Path, handler_dir: Path, call_path: str) -> Iterator[Runner]:
     with start_runner(
         config_dir,
+        fast_path=call_path == "direct",
         custom_llms_enabled=True,
         custom_llms_directory=handler_dir,
         handler_poll_seconds=0.1,

@@ -197,12 +197,15 @@ def test_nan_and_infinity_are_400_and_never_reach_the_upstream(
     assert refused.json()["error"]["code"] == "invalid_json"
 
 
-def test_the_demo_route_and_the_token_string_read_json_strictly(runner: Runner, upstream: Upstream):
+def test_the_demo_route_and_the_token_string_read_json_strictly(
+    config_dir: Path, runner: Runner, upstream: Upstream
+):
     deep = "[" * 100_000 + "]" * 100_000
-    for body in (b"{not json", deep.encode(), b'{"messages": [], "temperature": NaN}'):
-        refused = runner.http.post("/demo/v1/chat/completions", content=body)
-        assert refused.status_code == 400, refused.text
-        assert refused.json()["error"]["code"] == "invalid_json"
+    with start_runner(config_dir, demo=True) as demo:
+        for body in (b"{not json", deep.encode(), b'{"messages": [], "temperature": NaN}'):
+            refused = demo.http.post("/demo/v1/chat/completions", content=body)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["code"] == "invalid_json"
     oauth2 = integration(
         upstream,
         authentication_type="oauth2",
@@ -467,3 +470,8 @@ def test_testing_with_a_timeout_that_is_not_a_positive_number_is_422(
     response = runner.http.post("/integrations/acme/test", params={"timeout": timeout})
     assert response.status_code == 422
     assert response.json()["error"]["param"] == "timeout"
+
+
+def test_the_demo_route_is_served_only_when_asked_for(runner: Runner):
+    hello = {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
+    assert runner.http.post("/demo/v1/chat/completions", json=hello).status_code == 404

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from runner import lazy_litellm
-from runner.registry import Registry
-from runner.schema import parse_integration
+from runner.integrations.registry import Registry
+from runner.integrations.schema import parse_integration
 from runner.settings import Settings
 
 from .helpers import REPO, free_port, wait_healthy
@@ -55,7 +55,7 @@ def _serve_and_call(
     for name in config_files:
         shutil.copy(REPO / "config" / name, config)
     port = free_port()
-    command = [sys.executable, "-c", REPORTING_CLI, "serve", "--port", str(port)]
+    command = [sys.executable, "-c", REPORTING_CLI, "serve", "--demo", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--config-dir", str(config), *options],
         cwd=REPO,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runner.keys import KeyConfigError, generate_key, load_secret_box
+from runner.security.secret_keys import KeyConfigError, generate_key, load_secret_box
 from runner.settings import Settings
 from runner.store import StoreConfigError
 from runner.store.engine import async_url

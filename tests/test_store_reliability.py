@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.keys import generate_key, key_id
+from runner.security.secret_keys import generate_key, key_id
 
 from .fakes import Upstream
 from .helpers import integration, poll, runner_process

@@ -22,16 +22,17 @@ import aiohttp
 import httpx
 import pytest
 
-from runner.completions import mapped_headers, prepare
+from runner.calls.failures import as_runner_error, retry_after, status_error
+from runner.calls.limits import guarded
+from runner.calls.prepare import mapped_headers, prepare
+from runner.calls.types import Deployment, Gate, Policy
 from runner.errors import IntegrationInvalid, RunnerError
-from runner.guardrails import Gate, Policy, guarded
-from runner.loader import _expand, file_variables, read_integration
-from runner.schema import parse_integration
+from runner.integrations.deployments import deployments_for, open_client
+from runner.integrations.files import _expand, file_variables, read_integration
+from runner.integrations.schema import parse_integration
 from runner.scrub import caller_safe, mask, secret_strings
+from runner.security.addresses import AddressPolicy
 from runner.settings import Settings
-from runner.ssrf import AddressPolicy
-from runner.upstream import Deployment, deployments_for, open_client
-from runner.upstream_errors import as_runner_error, retry_after, status_error
 
 SECRET = "sk-unit-test-0123456789"
 MESSAGES = [{"role": "user", "content": "Hello"}]

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.keys import SecretBox, generate_key
-from runner.schema import parse_integration
+from runner.integrations.schema import parse_integration
+from runner.security.secret_keys import SecretBox, generate_key
 from runner.settings import Settings, parse_workers
 from runner.store import IntegrationStore, seal
 from runner.workers import REUSE_PORT
@@ -108,7 +108,7 @@ def test_a_fresh_data_folder_gets_one_key_and_one_schema_for_every_worker(cluste
     assert sql(cluster.database_url, "SELECT version_num FROM alembic_version") == [("0001",)]
     # The runner's own log lines come from each worker: logging is set up in each
     # (more than two once a test has replaced workers).
-    assert log.count("runner.api: serving") >= 2
+    assert log.count("runner.api.app: serving") >= 2
 
 
 def test_every_worker_answers_with_flags_and_config_files_applied(cluster: Served):

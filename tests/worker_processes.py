@@ -185,7 +185,7 @@ def serve(
     log = workdir / f"runner-{port}.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "runner.cli", "serve", "--demo", "--port", str(port), *args],
             env={**base, **env},
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..json_body import object_body
+from runner.json_body import object_body
 
 router = APIRouter(prefix="/demo/v1", tags=["demo"], include_in_schema=False)
 

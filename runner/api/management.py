@@ -1,66 +1,32 @@
 """Management routes: create, read, update, delete and test integrations.
 
-Guarded by :func:`require_admin`: with ``RUNNER_ADMIN_KEY`` set every call must
-bear it; without one, only clients on this machine may manage integrations.
+Guarded before they are reached (:class:`runner.security.admission.Admission`): with
+``RUNNER_ADMIN_KEY`` set every call must bear it; without one, only clients on
+this machine may manage integrations.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from ..errors import RunnerError
-from ..integrations import IntegrationService
-from ..json_body import decode_json
-from ..probes import DEFAULT_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS, deadline_from, probe_all
-from ..redaction import parse_submitted, redacted
-from ..registry import Registered, Registry
-from ..settings import Settings
-from ..text_rules import check_text
-
-
-def require_admin(request: Request) -> None:
-    """Refuse management calls that lack the admin key (or, with no key set, come off-box)."""
-    settings: Settings = request.app.state.settings
-    if settings.admin_key is not None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        expected = settings.admin_key.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            raise RunnerError(
-                "The management API needs 'Authorization: Bearer <RUNNER_ADMIN_KEY>'.",
-                401,
-                "authentication_error",
-                "invalid_admin_key",
-            )
-    elif not _is_loopback(request.client.host if request.client else None):
-        raise RunnerError(
-            "The management API answers only clients on this machine while RUNNER_ADMIN_KEY is "
-            "unset; set RUNNER_ADMIN_KEY on the server and send it as a bearer token.",
-            403,
-            "permission_error",
-            "admin_key_required",
-        )
-
-
-def _is_loopback(host: str | None) -> bool:
-    """Only a loopback *address* is local: behind uvicorn's proxy-header handling the
-    client may be whatever a forwarded header said, and a name such as ``localhost``
-    there is a claim, not a connection."""
-    if host is None:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-router = APIRouter(
-    prefix="/integrations", tags=["integrations"], dependencies=[Depends(require_admin)]
+from runner.errors import RunnerError
+from runner.integrations.probes import (
+    DEFAULT_DEADLINE_SECONDS,
+    MAX_DEADLINE_SECONDS,
+    deadline_from,
+    probe_all,
 )
+from runner.integrations.redaction import parse_submitted, redacted
+from runner.integrations.registry import Registered, Registry
+from runner.integrations.service import IntegrationService
+from runner.json_body import decode_json
+from runner.security.admission import MANAGEMENT_PREFIX
+from runner.text_rules import check_text
+
+router = APIRouter(prefix=MANAGEMENT_PREFIX, tags=["integrations"])
 
 
 def _registry(request: Request) -> Registry:

@@ -6,9 +6,9 @@
 - :mod:`.store`: one transaction per write, ordered by a global revision.
 """
 
-from .codec import Sealed, UnreadableRow, seal, unseal
-from .engine import StoreConfigError
-from .store import IntegrationStore, Stamp, StoredRow
+from runner.store.codec import Sealed, UnreadableRow, seal, unseal
+from runner.store.engine import StoreConfigError
+from runner.store.store import IntegrationStore, Stamp, StoredRow
 
 __all__ = [
     "IntegrationStore",

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from cryptography.fernet import InvalidToken
 
-from ..errors import IntegrationInvalid
-from ..keys import SecretBox
-from ..redaction import redacted, secrets_of, set_at
-from ..schema import Integration, parse_integration
+from runner.errors import IntegrationInvalid
+from runner.integrations.redaction import redacted, secrets_of, set_at
+from runner.integrations.schema import Integration, parse_integration
+from runner.security.secret_keys import SecretBox
 
 
 @dataclass(frozen=True)

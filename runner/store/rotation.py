@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, replace
 
 from cryptography.fernet import InvalidToken
 
-from ..keys import SecretBox
-from .store import IntegrationStore
+from runner.security.secret_keys import SecretBox
+from runner.store.store import IntegrationStore
 
 
 @dataclass

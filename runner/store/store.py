@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, RowMapping, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .codec import Sealed
-from .engine import migrate, open_engine
-from .tables import integrations, store_head
+from runner.store.codec import Sealed
+from runner.store.engine import migrate, open_engine
+from runner.store.tables import integrations, store_head
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""The HTTP API: one FastAPI app serving the OpenAI-compatible and management routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp.abc import AbstractResolver
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from runner import __version__
+from runner.api import chat, demo, management
+from runner.errors import ErrorEnvelope, RunnerError
+from runner.integrations.files import config_files, load_files
+from runner.integrations.registry import Registry
+from runner.integrations.service import IntegrationService, StartupRefused
+from runner.integrations.watcher import watch_handlers
+from runner.security.admission import Admission, ApiKeys
+from runner.security.secret_keys import KeyConfigError, load_secret_box
+from runner.settings import Settings
+from runner.store import IntegrationStore, StoreConfigError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, resolver: AbstractResolver | None = None
+) -> FastAPI:
+    """Build the app; integrations in ``settings.config_dir`` are registered at start.
+
+    ``resolver`` replaces the system's name resolution for upstream requests (the
+    tests use it to point names at addresses the runner must refuse).
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            box = await asyncio.to_thread(load_secret_box, settings)
+            store = await IntegrationStore.open(settings.effective_database_url)
+        except (KeyConfigError, StoreConfigError) as exc:
+            log.error("refusing to start: %s", exc)
+            raise
+        registry = Registry(settings, resolver)
+        service = IntegrationService(registry, store, box)
+        app.state.registry = registry
+        app.state.service = service
+        files = config_files(settings.config_dir)
+        service.manage_files(files)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            app.state.config_errors = await load_files(files, registry, settings)
+            await service.load_stored()
+            log.info("serving %d integrations", len(registry))
+            tasks.append(asyncio.create_task(service.follow(settings.sync_seconds)))
+            if settings.custom_llms_enabled:
+                tasks.append(asyncio.create_task(watch_handlers(app.state, registry, settings)))
+            yield
+        except StartupRefused as exc:
+            log.error("refusing to start: %s", exc)
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            await registry.aclose()
+            await store.aclose()
+
+    app = FastAPI(
+        title="runner",
+        version=__version__,
+        lifespan=lifespan,
+        # Every route may refuse, always in the same envelope; declaring it as the
+        # default response also keeps FastAPI from describing its own 422 shape,
+        # which the runner never sends.
+        responses={"default": {"model": ErrorEnvelope, "description": "An error"}},
+    )
+    app.state.settings = settings
+    app.include_router(chat.router)
+    app.include_router(management.router)
+    if settings.demo:
+        app.include_router(demo.router)
+    keys = settings.api_keys.get_secret_value().split(",") if settings.api_keys else []
+    # Added last, so outermost: the checks run first, then the chat route is served
+    # ahead of FastAPI's routing, and everything else goes on to FastAPI.
+    app.add_middleware(chat.ChatCompletions, state=app.state)
+    app.add_middleware(
+        Admission,
+        api_keys=ApiKeys(keys) if keys else None,
+        max_request_bytes=settings.max_request_bytes,
+        admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
+    )
+    plain_document = app.openapi
+    app.openapi = lambda: chat.document(plain_document())  # type: ignore[method-assign]
+    app.add_exception_handler(RunnerError, _runner_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.get("/health", tags=["ops"])
+    async def health(request: Request) -> dict[str, object]:
+        registry: Registry = request.app.state.registry
+        service: IntegrationService = request.app.state.service
+        return {
+            "status": "ok",
+            "integrations": len(registry),
+            "models": len(registry.deployments()),
+            "config_errors": [
+                {"file": str(f.path), "problems": [str(p) for p in f.problems]}
+                for f in request.app.state.config_errors
+            ],
+            # With RUNNER_WORKERS > 1 each answer describes one worker process: the
+            # pid says which, matching uvicorn's "Started server process [pid]" line.
+            "worker": {"pid": os.getpid()},
+            "store": {
+                "backend": service.store.backend,
+                "revision": service.applied_revision,
+                "problems": [
+                    {"name": name, "problem": problem}
+                    for name, problem in sorted(service.store_problems.items())
+                ],
+            },
+        }
+
+    return app
+
+
+async def _runner_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RunnerError)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.response_headers())
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    error = RunnerError(str(exc.detail), exc.status_code, "invalid_request_error")
+    return JSONResponse(error.to_body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    error = RunnerError("internal error in the runner; see its log", 500, "server_error")
+    return JSONResponse(error.to_body(), status_code=500)

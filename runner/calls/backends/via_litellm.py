@@ -1,0 +1,43 @@
+"""Calls through ``litellm.acompletion``: what every call takes with ``RUNNER_FAST_PATH=false``.
+
+LiteLLM is imported by the time a deployment gets this backend
+(:mod:`runner.lazy_litellm`), so each call only looks it up. The keyword
+arguments that do not depend on the request are fixed at registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from runner import lazy_litellm
+from runner.calls.types import Answer, PreparedCall
+
+
+class LiteLLMBackend:
+    """Sends a prepared call with LiteLLM, with the deployment's fixed ``kwargs``."""
+
+    name = "litellm"
+
+    def __init__(self, kwargs: Mapping[str, Any]) -> None:
+        self.kwargs = kwargs
+
+    async def send(self, call: PreparedCall) -> Answer:
+        kwargs = {**self.kwargs, "messages": call.messages, **call.params}
+        if call.headers:
+            kwargs["extra_headers"] = call.headers
+        result = await lazy_litellm.litellm().acompletion(**kwargs)
+        alias = call.deployment.alias
+        if call.stream:
+            return _payloads(result, alias)
+        result.model = alias
+        return result.model_dump_json().encode()
+
+
+async def _payloads(stream: Any, alias: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            chunk.model = alias
+            yield chunk.model_dump_json(exclude_none=True).encode()
+    finally:
+        await stream.aclose()

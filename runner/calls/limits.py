@@ -1,0 +1,122 @@
+"""Limits around every upstream call: a deadline, a rate, a number of slots, retries.
+
+Each integration, and each model that sets its own, may declare ``timeout``
+(seconds for the whole call: waiting for a slot, OAuth2 token requests and
+retries included), ``rate_limit`` (requests per minute), ``max_concurrency``
+(calls in flight; 1 serializes a stateful system) and ``num_retries``. A
+model's ``timeout`` and ``num_retries`` override its integration's; its rate and
+concurrency limits apply on top of the integration's, which all its models
+share. Limits are kept per runner process: N replicas admit N times the rate.
+
+Retries cover connection errors, upstream 429s and 5xx, with exponential
+backoff and full jitter, waiting as long as an upstream's ``Retry-After`` asks
+when it says, and never past the deadline. A stream is retried only until its
+first event: once anything has gone to the caller, a failure ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from runner.calls.failures import concurrency_limited, rate_limited, timeout_error
+from runner.calls.types import Answer, Deployment, Gate, Policy
+from runner.errors import RunnerError
+
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 8.0
+DEFAULT_NUM_RETRIES = 2
+
+
+async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Answer]]) -> Answer:
+    """Run ``attempt`` within the deployment's policy; a stream keeps its slots until it ends."""
+    policy = deployment.policy
+    _admit(policy, deployment)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.timeout
+    held: list[Gate] = []
+    try:
+        async with asyncio.timeout_at(deadline):
+            for gate in policy.gates:
+                await gate.enter()
+                held.append(gate)
+            result = await _with_retries(policy, attempt, deadline)
+    except TimeoutError:
+        waiting_for = policy.gates[len(held)] if len(held) < len(policy.gates) else None
+        _leave(held)
+        if waiting_for is not None:
+            raise concurrency_limited(deployment, waiting_for, policy.timeout) from None
+        raise timeout_error(deployment, policy.timeout) from None
+    except BaseException:
+        _leave(held)
+        raise
+    if isinstance(result, bytes) or not held:
+        _leave(held)
+        return result
+    return _Holding(result, held)
+
+
+def _admit(policy: Policy, deployment: Deployment) -> None:
+    waits = [(gate.wait_needed(), gate) for gate in policy.gates]
+    wait, gate = max(waits, key=lambda pair: pair[0], default=(0.0, None))
+    if gate is not None and wait > 0:
+        raise rate_limited(deployment, gate, wait)
+    for gate in policy.gates:
+        gate.take()
+
+
+async def _with_retries(
+    policy: Policy, attempt: Callable[[], Awaitable[Answer]], deadline: float
+) -> Answer:
+    loop = asyncio.get_running_loop()
+    retries = 0
+    while True:
+        try:
+            return await attempt()
+        except RunnerError as exc:
+            if not exc.retryable or retries >= policy.num_retries:
+                raise
+            delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
+            if loop.time() + delay >= deadline:
+                raise
+            retries += 1
+            await asyncio.sleep(delay)
+
+
+def _backoff(retries: int) -> float:
+    """Exponential backoff with full jitter: 0.2 s, 0.4 s, 0.8 s … (capped), times U(0, 1]."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
+    return ceiling * (1 - random.random())
+
+
+class _Holding:
+    """A stream that gives its slots back when it ends, fails or is closed.
+
+    Not an async generator: one closed before its first event never runs its
+    ``finally``, and would keep its slots for good.
+    """
+
+    def __init__(self, events: AsyncIterator[bytes], held: list[Gate]) -> None:
+        self._events = events
+        self._held = held
+
+    def __aiter__(self) -> _Holding:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await anext(self._events)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        _leave(self._held)
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+
+def _leave(held: list[Gate]) -> None:
+    for gate in held:
+        gate.leave()
+    held.clear()

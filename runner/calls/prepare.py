@@ -1,0 +1,89 @@
+"""Preparing a caller's chat request for one deployment.
+
+Only what depends on the request happens here: the messages are checked, the
+parameters the model accepts are kept under the names its upstream takes (the
+rest are dropped and reported), and ``metadata`` becomes the integration's
+mapped headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runner.calls.types import Deployment, PreparedCall
+from runner.errors import RunnerError
+
+# Request fields the runner consumes itself rather than forwarding as parameters.
+_HANDLED_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "metadata"})
+
+
+def prepare(deployment: Deployment, body: Mapping[str, Any]) -> PreparedCall:
+    """Filter a chat-completions body down to what the deployment's model accepts."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RunnerError(
+            message="'messages' must be a non-empty list of chat messages.",
+            status_code=422,
+            param="messages",
+            code="invalid_messages",
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise RunnerError(
+                message=f"'messages[{index}]' must be an object with a 'role', such as "
+                '{"role": "user", "content": "Hello"}.',
+                status_code=422,
+                param=f"messages[{index}]",
+                code="invalid_messages",
+            )
+    if not isinstance(body.get("stream", False), bool):
+        raise RunnerError(
+            message="'stream' must be true or false.",
+            status_code=422,
+            param="stream",
+            code="invalid_stream",
+        )
+    stream = body.get("stream") is True
+    params: dict[str, Any] = {}
+    dropped = []
+    accepted = deployment.accepted_params
+    for key, value in body.items():
+        if key in _HANDLED_FIELDS:
+            continue
+        target = accepted.get(key)
+        if target is None:
+            dropped.append(key)
+        else:
+            params[target] = value
+    if stream:
+        params["stream"] = True
+        if isinstance(body.get("stream_options"), dict):
+            params["stream_options"] = body["stream_options"]
+    headers = mapped_headers(deployment.header_mapping, body)
+    return PreparedCall(deployment, messages, params, headers, tuple(dropped), stream)
+
+
+def mapped_headers(mapping: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, str]:
+    """Headers from ``custom_header_mapping``, valued from ``metadata`` (and ``user``)."""
+    if not mapping:
+        return {}
+    metadata = body.get("metadata")
+    values = dict(metadata) if isinstance(metadata, dict) else {}
+    if "user_id" not in values and isinstance(body.get("user"), str):
+        values["user_id"] = body["user"]
+    headers = {}
+    for field, header in mapping.items():
+        if values.get(field) is None:
+            continue
+        value = str(values[field])
+        if not value.isprintable():  # CR, LF and the like would split or break the header
+            raise RunnerError(
+                message=f"'metadata.{field}' is sent upstream as the header {header!r}, so it "
+                "must be printable text on one line (no control or invisible characters).",
+                status_code=422,
+                param=f"metadata.{field}",
+                code="invalid_metadata",
+            )
+        headers[header] = value
+    return headers
