@@ -94,7 +94,7 @@ async def _load_seconds(folder: Path, key: str, count: int) -> float:
     started = time.perf_counter()
     store = await IntegrationStore.open(settings.effective_database_url)
     registry = Registry(settings)
-    service = IntegrationService(registry, store, SecretBox([key.encode()]))
+    service = IntegrationService(settings, registry, store, SecretBox([key.encode()]))
     await service.load_stored()
     elapsed = time.perf_counter() - started
     assert len(registry) == count

@@ -461,10 +461,14 @@ def test_edited_handler_takes_effect_and_broken_edit_keeps_last_good(
     )
     error = runner.http.get("/integrations/live").json()["handler_error"]
     assert "SyntaxError" in error and "line 1" in error
+    assert runner.http.get("/health").json()["handler_errors"] == [
+        {"name": "live", "problem": error}
+    ]
     assert answer() == "v2:m:x"
     path.write_text(textwrap.dedent(ECHO_HANDLER).replace('prefix="v1"', 'prefix="v3"'))
     poll(lambda: answer() == "v3:m:x", 10, "the fixed handler answering")
     assert runner.http.get("/integrations/live").json()["handler_error"] is None
+    assert runner.http.get("/health").json()["handler_errors"] == []
 
 
 def test_config_file_waiting_for_its_handler_loads_when_the_file_arrives(
@@ -552,3 +556,52 @@ def test_each_call_path_is_really_taken(runner: Runner, handler_dir: Path, call_
     answer = runner.chat("Handled").json()
     assert answer["choices"][0]["message"]["content"] == call_path
     assert answer["model"] == "Handled"
+
+
+def test_a_streamed_tool_call_and_usage_come_back_in_openai_shape(
+    runner: Runner, handler_dir: Path
+):
+    write(
+        handler_dir,
+        "tools.py",
+        """
+        from litellm import CustomLLM
+
+        def chunk(text="", tool=None, last=False, usage=None):
+            return {"text": text, "is_finished": last, "finish_reason": "tool_calls" if last
+                    else None, "usage": usage, "index": 0, "tool_use": tool}
+
+        class Tools(CustomLLM):
+            async def astreaming(self, model, messages, **kwargs):
+                yield chunk("Let me check.")
+                yield chunk("")  # carries nothing: not sent on
+                call = {"id": "call_1", "type": "function", "index": 0,
+                        "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}
+                yield chunk(tool=call)
+                yield chunk(last=True, usage={"prompt_tokens": 3, "completion_tokens": 2,
+                                              "total_tokens": 5})
+    """,
+    )
+    runner.put("tools", handler_integration("tools.py", "Tools"))
+    client = openai.OpenAI(base_url=f"{runner.url}/v1", api_key="unused")
+    chunks = list(
+        client.chat.completions.create(
+            model="Handled",
+            messages=[{"role": "user", "content": "weather in Oslo?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert {c.model for c in chunks} == {"Handled"}
+    assert len({c.id for c in chunks}) == 1
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert deltas[0].role == "assistant"
+    assert "".join(d.content or "" for d in deltas) == "Let me check."
+    [call] = [t for d in deltas for t in d.tool_calls or []]
+    assert (call.id, call.function.name) == ("call_1", "weather")
+    assert call.function.arguments == '{"city": "Oslo"}'
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert [f for f in finishes if f] == ["tool_calls"]
+    assert chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.total_tokens) == (3, 5)
+    assert all(c.usage is None for c in chunks[:-1])

@@ -16,7 +16,6 @@ from starlette.exceptions import HTTPException
 from runner import __version__
 from runner.api import chat, demo, management
 from runner.errors import ErrorEnvelope, RunnerError
-from runner.integrations.files import config_files, load_files
 from runner.integrations.registry import Registry
 from runner.integrations.service import IntegrationService, StartupRefused
 from runner.integrations.watcher import watch_handlers
@@ -47,19 +46,16 @@ def create_app(
             log.error("refusing to start: %s", exc)
             raise
         registry = Registry(settings, resolver)
-        service = IntegrationService(registry, store, box)
+        service = IntegrationService(settings, registry, store, box)
         app.state.registry = registry
         app.state.service = service
-        files = config_files(settings.config_dir)
-        service.manage_files(files)
         tasks: list[asyncio.Task[None]] = []
         try:
-            app.state.config_errors = await load_files(files, registry, settings)
-            await service.load_stored()
+            await service.start()
             log.info("serving %d integrations", len(registry))
             tasks.append(asyncio.create_task(service.follow(settings.sync_seconds)))
             if settings.custom_llms_enabled:
-                tasks.append(asyncio.create_task(watch_handlers(app.state, registry, settings)))
+                tasks.append(asyncio.create_task(watch_handlers(service)))
             yield
         except StartupRefused as exc:
             log.error("refusing to start: %s", exc)
@@ -102,28 +98,10 @@ def create_app(
 
     @app.get("/health", tags=["ops"])
     async def health(request: Request) -> dict[str, object]:
-        registry: Registry = request.app.state.registry
         service: IntegrationService = request.app.state.service
-        return {
-            "status": "ok",
-            "integrations": len(registry),
-            "models": len(registry.deployments()),
-            "config_errors": [
-                {"file": str(f.path), "problems": [str(p) for p in f.problems]}
-                for f in request.app.state.config_errors
-            ],
-            # With RUNNER_WORKERS > 1 each answer describes one worker process: the
-            # pid says which, matching uvicorn's "Started server process [pid]" line.
-            "worker": {"pid": os.getpid()},
-            "store": {
-                "backend": service.store.backend,
-                "revision": service.applied_revision,
-                "problems": [
-                    {"name": name, "problem": problem}
-                    for name, problem in sorted(service.store_problems.items())
-                ],
-            },
-        }
+        # With RUNNER_WORKERS > 1 each answer describes one worker process: the pid
+        # says which, matching uvicorn's "Started server process [pid]" line.
+        return {"status": "ok", **service.status(), "worker": {"pid": os.getpid()}}
 
     return app
 

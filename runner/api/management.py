@@ -12,15 +12,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from runner.errors import RunnerError
 from runner.integrations.probes import (
     DEFAULT_DEADLINE_SECONDS,
     MAX_DEADLINE_SECONDS,
     deadline_from,
     probe_all,
 )
-from runner.integrations.redaction import parse_submitted, redacted
-from runner.integrations.registry import Registered, Registry
+from runner.integrations.redaction import redacted
+from runner.integrations.registry import Registered
 from runner.integrations.service import IntegrationService
 from runner.json_body import decode_json
 from runner.security.admission import MANAGEMENT_PREFIX
@@ -29,11 +28,11 @@ from runner.text_rules import check_text
 router = APIRouter(prefix=MANAGEMENT_PREFIX, tags=["integrations"])
 
 
-def _registry(request: Request) -> Registry:
-    return request.app.state.registry
+def _service(request: Request) -> IntegrationService:
+    return request.app.state.service
 
 
-def _describe(registered: Registered, registry: Registry) -> dict[str, Any]:
+def _describe(registered: Registered, service: IntegrationService) -> dict[str, Any]:
     origin = registered.origin
     stamp = origin.stamp
     described: dict[str, Any] = {
@@ -49,34 +48,30 @@ def _describe(registered: Registered, registry: Registry) -> dict[str, Any]:
     if origin.file is not None:
         described["file"] = origin.file
     if registered.client.handler is not None:
-        described["handler_error"] = registry.handler_errors.get(registered.name)
+        described["handler_error"] = service.problems.handlers.get(registered.name)
     return described
 
 
 @router.get("")
 async def list_integrations(request: Request) -> dict[str, Any]:
-    registry = _registry(request)
-    return {"data": [_describe(r, registry) for r in registry.integrations()]}
+    service = _service(request)
+    return {"data": [_describe(r, service) for r in service.registry.integrations()]}
 
 
 @router.get("/{name}")
 async def get_integration(name: str, request: Request) -> dict[str, Any]:
-    registry = _registry(request)
-    return _describe(_existing(registry, name), registry)
+    service = _service(request)
+    return _describe(service.registry.require(name), service)
 
 
 @router.post("/{name}", responses={201: {"description": "Created"}})
 @router.put("/{name}", responses={201: {"description": "Created"}})
 async def put_integration(name: str, request: Request) -> JSONResponse:
-    registry = _registry(request)
-    service: IntegrationService = request.app.state.service
+    service = _service(request)
     check_text("name", name)  # "acme%0A" in the path arrives as "acme\n"
-    service.check_writable(name)
-    previous = registry.get(name)
-    spec = parse_submitted(decode_json(await request.body()), previous and previous.spec)
-    created = await service.put(name, spec)
-    registered = _existing(registry, name)
-    return JSONResponse(_describe(registered, registry), status_code=201 if created else 200)
+    created = await service.submit(name, decode_json(await request.body()))
+    registered = service.registry.require(name)
+    return JSONResponse(_describe(registered, service), status_code=201 if created else 200)
 
 
 @router.delete("/{name}", status_code=204, response_class=Response)
@@ -107,14 +102,7 @@ async def test_integration(name: str, request: Request) -> dict[str, Any]:
 
     Models not answered within the deadline are reported as not ``ok``.
     """
-    registered = _existing(_registry(request), name)
+    registered = _service(request).registry.require(name)
     deadline = deadline_from(request.query_params.get("timeout"))
     results = await probe_all(registered.deployments, deadline)
     return {"name": name, "ok": all(r["ok"] for r in results), "results": results}
-
-
-def _existing(registry: Registry, name: str) -> Registered:
-    registered = registry.get(name)
-    if registered is None:
-        raise RunnerError(f"No integration named {name!r}.", 404, code="integration_not_found")
-    return registered

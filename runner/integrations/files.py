@@ -12,11 +12,9 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import IntegrationInvalid, Problem
-from runner.integrations.registry import Origin, Registry
 from runner.integrations.schema import Integration, parse_integration
 from runner.json_body import decode_json
 from runner.settings import Settings
@@ -24,14 +22,6 @@ from runner.settings import Settings
 log = logging.getLogger(__name__)
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    """A config file that could not be loaded, with the problems that stopped it."""
-
-    path: Path
-    problems: list[Problem]
 
 
 def file_variables(settings: Settings) -> dict[str, str]:
@@ -86,28 +76,3 @@ def config_files(directory: Path) -> list[Path]:
         log.warning("config folder %s does not exist; no file-managed integrations", directory)
         return []
     return sorted(directory.glob("*.json"))
-
-
-async def load_files(
-    paths: list[Path],
-    registry: Registry,
-    settings: Settings,
-    known: list[FileProblem] | None = None,
-) -> list[FileProblem]:
-    """Register each file under its stem; return the ones that failed, and why.
-
-    A failure already in ``known`` (a retry that failed the same way) is not
-    logged again, so the log has one line per problem, not one per retry.
-    """
-    variables = file_variables(settings)
-    failures = []
-    for path in paths:
-        try:
-            spec = read_integration(path, variables)
-            await registry.put(path.stem, spec, Origin("file", file=str(path)))
-        except IntegrationInvalid as exc:
-            failure = FileProblem(path, exc.problems)
-            failures.append(failure)
-            if failure not in (known or []):
-                log.error("%s not loaded: %s", path, "; ".join(str(p) for p in exc.problems))
-    return failures

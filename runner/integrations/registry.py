@@ -1,9 +1,10 @@
 """The live set of integrations and the alias table callers are routed by.
 
-Writes are serialized and all-or-nothing: a new version of an integration is
-validated, checked against every other integration's aliases and connected
-before it replaces the old one, and the routing table is updated in one
-synchronous step. A refused write therefore leaves the previous version serving.
+Writes are all-or-nothing and in two steps: :meth:`Registry.stage` validates a
+new version, checks it against every other integration's aliases and connects
+it; :meth:`Registry.commit` then swaps it in, updating the routing table in one
+synchronous step. Between the two the integrations service stores it, so a
+refusal or a failed commit to the store leaves the previous version serving.
 Reads (the hot path) are a single dict lookup with no lock.
 """
 
@@ -11,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
@@ -21,8 +21,7 @@ from aiohttp.abc import AbstractResolver
 from runner import lazy_litellm
 from runner.calls.backends.plain_http import open_session
 from runner.calls.types import Deployment
-from runner.errors import IntegrationInvalid, RunnerError
-from runner.handlers.files import file_version
+from runner.errors import RunnerError
 from runner.handlers.loading import load as load_handler
 from runner.handlers.providers import (
     provider_name,
@@ -59,6 +58,16 @@ class Origin:
 
 
 @dataclass(frozen=True)
+class Staged:
+    """A new version of an integration, connected and ready, not yet serving."""
+
+    name: str
+    spec: Integration
+    client: UpstreamClient
+    deployments: tuple[Deployment, ...]
+
+
+@dataclass(frozen=True)
 class Registered:
     """One integration as it is serving now."""
 
@@ -83,10 +92,8 @@ class Registry:
         self.addresses = AddressPolicy(settings.block_private_networks, resolver)
         self._timeout = settings.upstream_timeout
         self._integrations: dict[str, Registered] = {}
-        self.handler_errors: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
         self._routes: dict[str, Deployment] = {}
-        self._write_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -94,6 +101,13 @@ class Registry:
 
     def get(self, name: str) -> Registered | None:
         return self._integrations.get(name)
+
+    def require(self, name: str) -> Registered:
+        """The integration ``name``, or the 404 that says there is none."""
+        registered = self._integrations.get(name)
+        if registered is None:
+            raise not_found(name)
+        return registered
 
     def integrations(self) -> list[Registered]:
         return sorted(self._integrations.values(), key=lambda r: r.name)
@@ -116,55 +130,46 @@ class Registry:
             param="model",
         )
 
-    async def put(
-        self,
-        name: str,
-        spec: Integration,
-        origin: Origin = Origin("api"),
-        persist: Callable[[], Awaitable[Stamp]] | None = None,
-    ) -> bool:
-        """Register or replace ``name``; True when it is new. Refusals change nothing.
-
-        ``persist`` runs once everything is ready to serve and just before the
-        swap: if it fails, the new version is dropped and the old one keeps serving.
-        """
+    async def stage(self, name: str, spec: Integration) -> Staged:
+        """Everything a new version needs to serve, ready but not yet routed; refusals
+        (IntegrationInvalid) leave nothing behind. Nothing else may write in between
+        this and :meth:`commit` or :meth:`discard`: the integrations service
+        serializes every write."""
         check_name(name)
         check_addresses(spec, self.addresses)
+        check_conflicts(name, spec, self._routes, self._integrations)
         loaded = await load_handler(self._settings, spec) if spec.custom_llm_config else None
         if not self._settings.fast_path:  # every call goes through LiteLLM: import it now
             await lazy_litellm.load()
-        async with self._write_lock:
-            check_conflicts(name, spec, self._routes, self._integrations)
-            if loaded is not None:
-                client = open_handler(name, spec, loaded, self._timeout, self.addresses)
-            else:
-                client = open_client(
-                    spec,
-                    self._timeout,
-                    self.addresses,
-                    via_litellm=not self._settings.fast_path,
-                    max_response_bytes=self._settings.max_response_bytes,
-                )
-            deployments = tuple(
-                deployments_for(name, spec, client, self._timeout, self._direct_session())
+        if loaded is not None:
+            client = open_handler(name, spec, loaded, self._timeout, self.addresses)
+        else:
+            client = open_client(
+                spec,
+                self._timeout,
+                self.addresses,
+                via_litellm=not self._settings.fast_path,
+                max_response_bytes=self._settings.max_response_bytes,
             )
-            if persist is not None:
-                try:
-                    origin = replace(origin, stamp=await persist())
-                except BaseException:
-                    await client.aclose()
-                    raise
-            previous = self._integrations.get(name)
-            wanted = spec.default_model_properties.caller_alias
-            default = next(d for d in deployments if d.alias == wanted)
-            registered = Registered(name, spec, client, deployments, default, origin)
-            self._integrations[name] = registered
-            self.handler_errors.pop(name, None)
-            if client.handler is not None:
-                register_provider(client.handler.provider, client.handler)
-            else:
-                unregister_provider(provider_name(name))
-            self._reroute(previous, registered)
+        deployments = tuple(
+            deployments_for(name, spec, client, self._timeout, self._direct_session())
+        )
+        return Staged(name, spec, client, deployments)
+
+    def commit(self, staged: Staged, origin: Origin) -> bool:
+        """Route callers to a staged version, in one step; True when the name is new."""
+        name, deployments = staged.name, staged.deployments
+        previous = self._integrations.get(name)
+        wanted = staged.spec.default_model_properties.caller_alias
+        default = next(d for d in deployments if d.alias == wanted)
+        registered = Registered(name, staged.spec, staged.client, deployments, default, origin)
+        self._integrations[name] = registered
+        adapter = staged.client.handler
+        if adapter is not None:
+            register_provider(adapter.provider, adapter)
+        else:
+            unregister_provider(provider_name(name))
+        self._reroute(previous, registered)
         if previous is not None:
             self._retire(previous)
         log.info(
@@ -176,47 +181,23 @@ class Registry:
         )
         return previous is None
 
-    async def remove(self, name: str) -> None:
-        async with self._write_lock:
-            previous = self._integrations.pop(name, None)
-            if previous is None:
-                raise RunnerError(
-                    message=f"No integration named {name!r}.",
-                    status_code=404,
-                    code="integration_not_found",
-                )
-            self.handler_errors.pop(name, None)
-            unregister_provider(provider_name(name))
-            self._reroute(previous, None)
+    @staticmethod
+    async def discard(staged: Staged) -> None:
+        """Close what a staged version opened, when it will not be committed after all."""
+        await staged.client.aclose()
+
+    async def put(self, name: str, spec: Integration, origin: Origin = Origin("api")) -> bool:
+        """Stage and commit at once; True when the name is new. Refusals change nothing."""
+        return self.commit(await self.stage(name, spec), origin)
+
+    def remove(self, name: str) -> None:
+        previous = self._integrations.pop(name, None)
+        if previous is None:
+            raise not_found(name)
+        unregister_provider(provider_name(name))
+        self._reroute(previous, None)
         self._retire(previous)
         log.info("removed integration %r", name)
-
-    async def reload_changed_handlers(self) -> None:
-        """Pick up edited handler files; a broken edit leaves the last good version serving."""
-        handled = [r for r in self._integrations.values() if r.client.handler is not None]
-        versions = await asyncio.to_thread(
-            lambda: [file_version(r.client.handler.loaded.path) for r in handled]  # type: ignore[union-attr]
-        )
-        for registered, version in zip(handled, versions, strict=True):
-            adapter = registered.client.handler
-            config = registered.spec.custom_llm_config
-            if adapter is None or config is None or version == adapter.loaded.version:
-                continue
-            try:
-                loaded = await load_handler(self._settings, registered.spec)
-            except IntegrationInvalid as exc:
-                error = "; ".join(str(p) for p in exc.problems)
-                if self.handler_errors.get(registered.name) != error:
-                    log.error(
-                        "handler of %r not reloaded, last good version keeps serving: %s",
-                        registered.name,
-                        error,
-                    )
-                self.handler_errors[registered.name] = error
-                continue
-            adapter.swap(loaded)
-            self.handler_errors.pop(registered.name, None)
-            log.info("reloaded handler %s for %r", config.file_name, registered.name)
 
     async def aclose(self) -> None:
         for task in list(self._retiring):
@@ -261,3 +242,7 @@ class Registry:
         task = asyncio.get_running_loop().create_task(close_later())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+
+def not_found(name: str) -> RunnerError:
+    return RunnerError(f"No integration named {name!r}.", 404, code="integration_not_found")

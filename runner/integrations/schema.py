@@ -50,7 +50,7 @@ MappableField = Literal["job_id", "user_id", "project_id", "run_id"]
 
 
 class Limits(BaseModel):
-    """Guardrails an integration, or one of its models, may set (see runner.calls.limits)."""
+    """Limits an integration, or one of its models, may set (see runner.calls.limits)."""
 
     timeout: float | None = Field(default=None, gt=0, le=3600)
     rate_limit: int | None = Field(default=None, ge=1, description="requests per minute")

@@ -1,4 +1,5 @@
-"""Where integrations come from — config files, the API, other replicas — and which wins.
+"""Where integrations come from — config files, the API, other replicas, handler edits —
+which wins, and what went wrong: the one owner of every write to the registry.
 
 - **Files win.** An integration defined by a ``*.json`` file in
   ``RUNNER_CONFIG_DIR`` is managed by that file: the API refuses to change or
@@ -19,15 +20,21 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from runner.errors import IntegrationInvalid, RunnerError
-from runner.integrations.registry import Origin, Registry
+from runner.handlers.files import file_version
+from runner.handlers.loading import load as load_handler
+from runner.integrations.files import config_files, file_variables, read_integration
+from runner.integrations.problems import FileProblem, Problems
+from runner.integrations.redaction import parse_submitted
+from runner.integrations.registry import Origin, Registry, not_found
 from runner.integrations.schema import Integration
 from runner.security.secret_keys import SecretBox
-from runner.store import IntegrationStore, Stamp, StoredRow, UnreadableRow, seal, unseal
+from runner.settings import Settings
+from runner.store import IntegrationStore, StoredRow, UnreadableRow, seal, unseal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,20 +45,88 @@ class StartupRefused(Exception):
 
 
 class IntegrationService:
-    """The registry kept in step with files, the store and the other replicas."""
+    """The registry kept in step with files, the store, the other replicas and handler edits.
 
-    def __init__(self, registry: Registry, store: IntegrationStore, box: SecretBox) -> None:
+    Every write goes through here, one at a time, and every problem is kept in
+    :attr:`problems`.
+    """
+
+    def __init__(
+        self, settings: Settings, registry: Registry, store: IntegrationStore, box: SecretBox
+    ) -> None:
+        self.settings = settings
         self.registry = registry
         self.store = store
+        self.problems = Problems()
         self._box = box
         self.file_managed: dict[str, Path] = {}
-        self.store_problems: dict[str, str] = {}
         self.applied_revision = 0
         self._lock = asyncio.Lock()
 
-    def manage_files(self, paths: list[Path]) -> None:
-        """Claim these names for their files, whether or not the files load."""
+    async def start(self) -> None:
+        """Serve the config folder's files, then the store's integrations."""
+        paths = config_files(self.settings.config_dir)
         self.file_managed = {path.stem: path for path in paths}
+        await self.load_files(paths)
+        await self.load_stored()
+
+    async def load_files(self, paths: list[Path]) -> None:
+        """Serve each file under its stem; failures are kept in :attr:`problems`."""
+        variables = file_variables(self.settings)
+        failures = []
+        async with self._lock:
+            for path in paths:
+                try:
+                    spec = read_integration(path, variables)
+                    await self.registry.put(path.stem, spec, Origin("file", file=str(path)))
+                except IntegrationInvalid as exc:
+                    failure = FileProblem(path, exc.problems)
+                    failures.append(failure)
+                    self.problems.config_file(failure)
+                else:
+                    self.problems.handler_current(path.stem)
+        self.problems.config_files_retried(
+            [*failures, *(f for f in self.problems.config_files if f.path not in paths)]
+        )
+
+    async def retry_failed_files(self) -> None:
+        """Try the config files that failed again (a handler they need may have arrived)."""
+        if self.problems.config_files:
+            await self.load_files([failure.path for failure in self.problems.config_files])
+
+    async def reload_changed_handlers(self) -> None:
+        """Pick up edited handler files; a broken edit leaves the last good version serving."""
+        handled = [r for r in self.registry.integrations() if r.client.handler is not None]
+        versions = await asyncio.to_thread(
+            lambda: [file_version(r.client.handler.loaded.path) for r in handled]  # type: ignore[union-attr]
+        )
+        for registered, version in zip(handled, versions, strict=True):
+            adapter = registered.client.handler
+            if adapter is None or version == adapter.loaded.version:
+                continue
+            try:
+                loaded = await load_handler(self.settings, registered.spec)
+            except IntegrationInvalid as exc:
+                self.problems.handler(registered.name, "; ".join(map(str, exc.problems)))
+                continue
+            adapter.swap(loaded)  # one synchronous step: calls in flight keep the old one
+            self.problems.handler_current(registered.name)
+            log.info("reloaded handler %s for %r", loaded.path.name, registered.name)
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /health`` reports of the integrations, the store and their problems."""
+        problems = self.problems.as_json()
+        return {
+            "integrations": len(self.registry),
+            "models": len(self.registry.deployments()),
+            "config_errors": problems["config_errors"],
+            "handler_errors": problems["handler_errors"],
+            "store": {
+                "backend": self.store.backend,
+                "revision": self.applied_revision,
+                "problems": problems["store_problems"],
+            },
+        }
 
     async def load_stored(self) -> None:
         """Serve every stored integration; refuse to start if the keys cannot open them.
@@ -73,7 +148,7 @@ class IntegrationService:
                     if exc.wrong_key:
                         wrong_key.append(row.name)
                     else:
-                        self._report(row.name, exc.reason)
+                        self.problems.stored_integration(row.name, exc.reason)
             if wrong_key:
                 raise StartupRefused(
                     f"cannot decrypt {len(wrong_key)} stored integration(s) with the configured "
@@ -86,31 +161,38 @@ class IntegrationService:
             self.applied_revision = head
         log.info("serving %d stored integrations (store revision %d)", len(specs), head)
 
-    async def put(self, name: str, spec: Integration) -> bool:
-        """Create or replace through the API; True when the integration is new."""
+    async def submit(self, name: str, submitted: Any) -> bool:
+        """Create or replace through the API from the caller's JSON; True when it is new.
+
+        The integration is staged (validated, connected, handler loaded) before it
+        is committed to the store, and served only after that commit: a refusal
+        or a failed commit leaves the previous version both stored and serving.
+        """
         self.check_writable(name)
-        sealed = seal(spec, self._box)
-
-        async def persist() -> Stamp:
-            return await self._write(self.store.save(name, sealed))
-
         async with self._lock:
-            created = await self.registry.put(name, spec, Origin("api"), persist)
-            self.store_problems.pop(name, None)
+            previous = self.registry.get(name)
+            spec = parse_submitted(submitted, previous and previous.spec)
+            staged = await self.registry.stage(name, spec)
+            try:
+                stamp = await self._write(self.store.save(name, seal(spec, self._box)))
+            except BaseException:
+                await self.registry.discard(staged)
+                raise
+            created = self.registry.commit(staged, Origin("api", stamp=stamp))
+            self.problems.clear(name)
         return created
 
     async def delete(self, name: str) -> None:
+        """Delete through the API: from the store, then from serving."""
         self.check_writable(name)
         async with self._lock:
             stamp = await self._write(self.store.delete(name))
             serving = self.registry.get(name)
             if stamp is None and serving is None:
-                raise RunnerError(
-                    f"No integration named {name!r}.", 404, code="integration_not_found"
-                )
+                raise not_found(name)
             if serving is not None:
-                await self.registry.remove(name)
-            self.store_problems.pop(name, None)
+                self.registry.remove(name)
+            self.problems.clear(name)
 
     async def sync(self) -> int:
         """Apply other replicas' writes since the last sync; return how many were applied."""
@@ -145,21 +227,22 @@ class IntegrationService:
         if serving is not None and serving.origin.revision >= row.stamp.revision:
             return 0  # this runner wrote it, or already has something newer
         if row.deleted:
-            self.store_problems.pop(row.name, None)
+            self.problems.stored.pop(row.name, None)
             if serving is None or serving.origin.source != "api":
                 return 0
-            await self.registry.remove(row.name)
+            self.problems.clear(row.name)
+            self.registry.remove(row.name)
             return 1
         try:
             spec = self._unseal(row)
         except UnreadableRow as exc:
-            self._report(row.name, exc.reason)
+            self.problems.stored_integration(row.name, exc.reason)
             return 0
         return int(await self._serve(row, spec))
 
     async def _serve(self, row: StoredRow, spec: Integration) -> bool:
         if row.name in self.file_managed:
-            self._report(
+            self.problems.stored_integration(
                 row.name,
                 f"not served: {self.file_managed[row.name]} defines an integration of the same "
                 "name, and files win; delete the stored one or rename the file",
@@ -168,19 +251,15 @@ class IntegrationService:
         try:
             await self.registry.put(row.name, spec, Origin("api", stamp=row.stamp))
         except IntegrationInvalid as exc:
-            self._report(row.name, "not served: " + "; ".join(str(p) for p in exc.problems))
+            problem = "not served: " + "; ".join(str(p) for p in exc.problems)
+            self.problems.stored_integration(row.name, problem)
             return False
-        self.store_problems.pop(row.name, None)
+        self.problems.clear(row.name)
         return True
 
     def _unseal(self, row: StoredRow) -> Integration:
         assert row.sealed is not None
         return unseal(row.name, row.sealed, self._box)
-
-    def _report(self, name: str, problem: str) -> None:
-        if self.store_problems.get(name) != problem:
-            log.error("stored integration %r: %s", name, problem)
-        self.store_problems[name] = problem
 
     def check_writable(self, name: str) -> None:
         """Refuse API writes to a name a config file manages (409, naming the file)."""

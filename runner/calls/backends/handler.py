@@ -43,6 +43,20 @@ def _ignore(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+class _LazyEncoding:
+    """What handlers get as ``encoding``: LiteLLM's tokenizer, loaded on first use.
+
+    tiktoken's encoding takes ~40 MB; few handlers count tokens with it, so it
+    is loaded only when one does.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_get_encoding(), name)
+
+
+_ENCODING = _LazyEncoding()
+
+
 class HandlerBackend:
     """Calls one handler integration's adapter as LiteLLM would, minus LiteLLM."""
 
@@ -60,7 +74,7 @@ class HandlerBackend:
             "timeout": timeout,
             "custom_prompt_dict": {},
             "client": None,
-            "encoding": _get_encoding(),
+            "encoding": _ENCODING,
         }
 
     async def send(self, call: PreparedCall) -> Answer:
