@@ -26,6 +26,8 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
+from uvicorn.supervisors import multiprocess
+
 from runner.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +52,6 @@ def serve_workers(settings: Settings) -> int:
     """
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
 
     from runner.logs import logging_config
 
@@ -71,10 +72,27 @@ def serve_workers(settings: Settings) -> int:
     if listener is None:
         return STARTUP_FAILURE
     export_settings(settings, port=listener.getsockname()[1])
-    supervisor = Multiprocess(config, sockets=[listener])
+    multiprocess.Process = _Worker  # type: ignore[misc]
+    supervisor = multiprocess.Multiprocess(config, sockets=[listener])
     supervisor.run()
     failed = any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
     return STARTUP_FAILURE if failed else 0
+
+
+class _Worker(multiprocess.Process):
+    """uvicorn's worker process, minus the supervisor's copy of the worker's end of the
+    health-check pipe.
+
+    With that copy open, a worker killed while the supervisor waits for its answer
+    to a ping never closes the pipe: the supervisor waits out the whole
+    ``WORKER_READY_SECONDS`` before it notices and starts a replacement. Closed
+    once the worker has its own end (``start`` has spawned it), a dead worker's
+    pipe reads as closed at once. (Module-level: the spawned worker unpickles it.)
+    """
+
+    def start(self) -> None:
+        super().start()
+        self.child_conn.close()
 
 
 def prepare_shared_state(settings: Settings) -> bool:
