@@ -10,7 +10,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from runner.errors import IntegrationInvalid
 from runner.settings import Settings, parse_workers
 
 
@@ -43,12 +42,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     validate = commands.add_parser("validate", help="check integration files; exit 1 on problems")
     validate.add_argument("files", nargs="+", type=Path)
+    validate.add_argument(
+        "--custom-llms",
+        type=Path,
+        metavar="DIR",
+        help="import and construct handlers from DIR, as `runner serve --custom-llms DIR` would",
+    )
 
-    models = commands.add_parser("models", help="list the models the config folder defines")
+    models = commands.add_parser(
+        "models", help="list the models a running server serves (--url), or the config folder's"
+    )
     models.add_argument("--config-dir", type=Path, help="integration folder (RUNNER_CONFIG_DIR)")
+    models.add_argument("--url", help="a running runner, such as http://127.0.0.1:8000")
+    models.add_argument(
+        "--admin-key", help="the server's RUNNER_ADMIN_KEY (default: RUNNER_ADMIN_KEY here)"
+    )
 
     health = commands.add_parser("health", help="exit 0 if the local server answers /health")
     health.add_argument("--port", type=int, help="port (default: RUNNER_PORT or 8000)")
+    health.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when the server is up but degraded (config, store or handler problems)",
+    )
 
     commands.add_parser(
         "rotate-key",
@@ -76,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(args.files, settings)
     if args.command == "health":
-        return _health(settings)
+        return _health(settings, args.strict)
     if args.command == "rotate-key":
         return asyncio.run(_rotate_key(settings))
     if args.command == "hash-key":
@@ -89,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(generate_key())
         return 0
-    return _models(settings)
+    return _models(settings, args.url, args.admin_key)
 
 
 def _workers_argument(text: str) -> int:
@@ -168,8 +184,9 @@ async def _rotate_key(settings: Settings) -> int:
     return 0
 
 
-def _health(settings: Settings) -> int:
-    """For container health checks: is the server on this machine answering?"""
+def _health(settings: Settings, strict: bool) -> int:
+    """For container health checks: is the server on this machine answering? With
+    ``strict``, is everything it was configured with also served?"""
     import httpx
 
     try:
@@ -178,47 +195,40 @@ def _health(settings: Settings) -> int:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     print(response.text)
-    return 0 if response.status_code == 200 else 1
+    if response.status_code != 200:
+        return 1
+    if strict and response.json().get("status") != "ok":
+        print("degraded: see config_errors, handler_errors and store.problems", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _validate(files: list[Path], settings: Settings) -> int:
-    from runner.integrations.files import file_variables, read_integration
+    from runner.integrations.validation import validate_files
 
-    variables = file_variables(settings)
     failed = 0
-    for path in files:
-        try:
-            integration = read_integration(path, variables)
-        except IntegrationInvalid as exc:
+    for verdict in asyncio.run(validate_files(files, settings)):
+        if verdict.problems or verdict.integration is None:
             failed += 1
-            print(f"{path}: invalid")
-            for problem in exc.problems:
+            print(f"{verdict.path}: invalid")
+            for problem in verdict.problems:
                 print(f"  - {problem}")
             continue
-        aliases = ", ".join(m.caller_alias for m in integration.model_properties)
-        print(f"{path}: ok ({aliases})")
+        aliases = ", ".join(m.caller_alias for m in verdict.integration.model_properties)
+        print(f"{verdict.path}: ok ({aliases})")
+        if verdict.note:
+            print(f"  note: {verdict.note}")
     return 1 if failed else 0
 
 
-def _models(settings: Settings) -> int:
-    from runner.integrations.files import file_variables, read_integration
+def _models(settings: Settings, url: str | None, admin_key: str | None) -> int:
+    from runner.model_listing import list_offline, list_served
 
-    variables = file_variables(settings)
-    status = 0
-    for path in sorted(settings.config_dir.glob("*.json")):
-        try:
-            integration = read_integration(path, variables)
-        except IntegrationInvalid as exc:
-            print(
-                f"{path.stem}: not loadable ({len(exc.problems)} problems; run runner validate)",
-                file=sys.stderr,
-            )
-            status = 1
-            continue
-        for model in integration.model_properties:
-            params = ",".join(model.parameters)
-            print(f"{model.caller_alias}\t{path.stem}\t{model.name}\t{params}")
-    return status
+    if url is None:
+        return list_offline(settings)
+    if admin_key is None and settings.admin_key is not None:
+        admin_key = settings.admin_key.get_secret_value()
+    return list_served(url, admin_key)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ class RunnerError(Exception):
     retry_after: float | None = None
     # Whether the runner itself may try the call again (a transient upstream failure).
     retryable: bool = field(default=False, compare=False)
+    # Where in the operator's own code it came from (a handler's "file.py:12"), for the
+    # log line only: callers never see it.
+    origin: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

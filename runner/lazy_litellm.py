@@ -16,6 +16,7 @@ this runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import ModuleType
 
 _litellm: ModuleType | None = None
@@ -30,6 +31,11 @@ def litellm() -> ModuleType:
         module.suppress_debug_info = True
         module.drop_params = False
         module.telemetry = False
+        # The runner logs one line per failed call itself; LiteLLM's own error lines
+        # (tracebacks, "Error creating standard logging object") only at debug.
+        runner_debug = logging.getLogger("runner").isEnabledFor(logging.DEBUG)
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING if runner_debug else logging.CRITICAL)
         _litellm = module
     return _litellm
 

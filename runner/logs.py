@@ -4,12 +4,15 @@ uvicorn configures only its own loggers, so without this every ``runner.*``
 line below WARNING went nowhere. The runner's loggers get the same handler and
 format as uvicorn's, so one process writes one consistent stream to stderr:
 at ``info`` one line per registration, replacement, removal, handler reload and
-config file that failed; at ``debug`` also the store's syncs and handler polls.
+config file that failed, and one per failed call; at ``debug`` also the store's
+syncs and handler polls. Tracebacks only at ``debug``: below it, an exception in a
+log line is shortened to its type and message (:class:`BriefErrors`).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
@@ -35,4 +38,27 @@ def logging_config(level: str) -> dict[str, Any]:
         "level": runner_level,
         "propagate": False,
     }
+    if runner_level != "DEBUG":
+        config["filters"] = {"brief": {"()": BriefErrors}}
+        for handler in config["handlers"].values():
+            handler["filters"] = ["brief"]
     return config
+
+
+class BriefErrors(logging.Filter):
+    """A traceback in a log line becomes its last line: the exception's type and message.
+
+    Covers the runner's own lines and uvicorn's (which prints a whole traceback
+    when the app refuses to start, after the runner has said why in one line).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+        elif isinstance(record.msg, str) and record.msg.startswith("Traceback (most recent"):
+            lines = [line for line in record.getMessage().splitlines() if line.strip()]
+            record.msg, record.args = lines[-1], ()
+        return True

@@ -101,26 +101,30 @@ def prepare_shared_state(settings: Settings) -> bool:
     False (after logging why, as a single process would) when either cannot be
     done; no worker is started then.
     """
+    from runner.integrations.places import announce
     from runner.security.secret_keys import KeyConfigError, load_secret_box
     from runner.store import StoreConfigError
 
     try:
         load_secret_box(settings)
-        asyncio.run(_migrate(settings.effective_database_url))
+        created = asyncio.run(_migrate(settings.effective_database_url))
     except (KeyConfigError, StoreConfigError) as exc:
         log.error("refusing to start: %s", exc)
         return False
     except Exception as exc:  # the database unreachable, or refusing the migration
         log.error("refusing to start: cannot open the store (%s: %s)", type(exc).__name__, exc)
         return False
+    announce(settings, new_store=created)
     return True
 
 
-async def _migrate(url: str) -> None:
+async def _migrate(url: str) -> bool:
+    """Apply the store's migrations; True when that created the store."""
     from runner.store import IntegrationStore
 
     store = await IntegrationStore.open(url)  # opening applies the migrations
     await store.aclose()
+    return store.created
 
 
 def export_settings(settings: Settings, port: int) -> None:

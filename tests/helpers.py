@@ -246,6 +246,23 @@ def one_model(upstream: HasUrl, name: str, **overrides: Any) -> dict[str, Any]:
     return integration(upstream, model_properties=[{"name": name, "alias": "M"}], **overrides)
 
 
+# A handler answering "<prefix>:<model>:<last message>", prefix "v1" unless init_kwargs say.
+ECHO_HANDLER = """
+from litellm import CustomLLM, ModelResponse
+
+
+class Echo(CustomLLM):
+    def __init__(self, prefix="v1"):
+        super().__init__()
+        self.prefix = prefix
+
+    async def acompletion(self, model, messages, **kwargs):
+        text = f"{self.prefix}:{model}:{messages[-1]['content']}"
+        return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
+                             "content": text}, "finish_reason": "stop"}])
+"""
+
+
 def handler_integration(
     file_name: str, class_name: str = "H", alias: str = "Handled", **overrides: Any
 ) -> dict[str, Any]:

@@ -55,6 +55,8 @@ def test_models_command_lists_aliases_from_the_config_folder(tmp_path: Path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"# config folder {tmp_path.resolve()}, offline")
+    rows = [line.split("\t") for line in lines if not line.startswith("#")]
     assert [r[:3] for r in rows] == [["M One", "acme", "m-1"], ["m-2", "acme", "m-2"]]
     assert rows[0][3] == "frequency_penalty,max_tokens,presence_penalty,stop,temperature,top_p"

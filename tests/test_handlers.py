@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sys
@@ -17,24 +18,17 @@ import openai
 import pytest
 
 from .fakes import Upstream
-from .helpers import Runner, handler_integration, oauth2_fields, poll, start_runner, write
+from .helpers import (
+    ECHO_HANDLER,
+    Runner,
+    handler_integration,
+    oauth2_fields,
+    poll,
+    start_runner,
+    write,
+)
 
 SEED = Path(__file__).parent / "seed"
-
-ECHO_HANDLER = """
-from litellm import CustomLLM, ModelResponse
-
-
-class Echo(CustomLLM):
-    def __init__(self, prefix="v1"):
-        super().__init__()
-        self.prefix = prefix
-
-    async def acompletion(self, model, messages, **kwargs):
-        text = f"{self.prefix}:{model}:{messages[-1]['content']}"
-        return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
-                             "content": text}, "finish_reason": "stop"}])
-"""
 
 
 @pytest.fixture(params=["direct", "litellm"])
@@ -275,6 +269,34 @@ def test_handler_errors_become_openai_errors(
     assert error["code"] == "handler_error"
     assert ("quota gone" if status else "KeyError") in error["message"]
     assert runner.http.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_handler_whose_provider_refuses_its_credentials_is_a_502(
+    runner: Runner, handler_dir: Path, status: int
+):
+    """Like a plain upstream's 401: the runner's credentials are wrong, not the caller's."""
+    write(
+        handler_dir,
+        "refused.py",
+        f"""
+        from litellm import CustomLLM
+        from litellm.llms.custom_llm import CustomLLMError
+
+        class Refused(CustomLLM):
+            async def acompletion(self, *args, **kwargs):
+                raise CustomLLMError(status_code={status}, message="bad key for acme")
+    """,
+    )
+    runner.put("refused", handler_integration("refused.py", "Refused"))
+    response = runner.chat("Handled")
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == (
+        "upstream_authorization_error",
+        "upstream_credentials_rejected",
+    )
+    assert "bad key for acme" in error["message"] and "misconfiguration" in error["message"]
 
 
 def test_hanging_handler_is_cut_off_by_the_timeout(
@@ -605,3 +627,38 @@ def test_a_streamed_tool_call_and_usage_come_back_in_openai_shape(
     assert chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.total_tokens) == (3, 5)
     assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_a_failed_handler_call_is_one_log_line_naming_where_it_raised(
+    runner: Runner,
+    handler_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+):
+    write(
+        handler_dir,
+        "fail.py",
+        """
+        from litellm import CustomLLM
+
+        class Fail(CustomLLM):
+            async def acompletion(self, *args, **kwargs):
+                return self.parse({})
+
+            def parse(self, answer):
+                return answer["output"]
+    """,
+    )
+    runner.put("fail", handler_integration("fail.py", "Fail"))
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    capfd.readouterr()
+    assert runner.chat("Handled").status_code == 503
+    failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failures == [
+        "call to 'Handled' (integration 'fail') failed: 503 upstream_unavailable_error "
+        "(handler_error) at fail.py:9: "
+        "handler Fail (fail.py) raised KeyError: 'output'"
+    ]
+    assert not [r for r in caplog.records if r.exc_info or r.name.startswith("LiteLLM")]
+    assert "Traceback" not in capfd.readouterr().err

@@ -101,6 +101,12 @@ def test_the_wrong_key_refuses_to_start_and_names_what_it_cannot_decrypt(
     assert "cannot decrypt 2 stored integration(s)" in started.stderr
     assert "alpha, beta" in started.stderr
     assert wrong["RUNNER_SECRET_KEY"] not in started.stderr
+    sealed_with = key_id(env["RUNNER_SECRET_KEY"].encode())
+    have = key_id(wrong["RUNNER_SECRET_KEY"].encode())
+    assert f"sealed with key id(s) {sealed_with}" in started.stderr
+    assert f"from RUNNER_SECRET_KEY, have id(s) {have}" in started.stderr
+    assert "set RUNNER_SECRET_KEY to the new key and the old one" in started.stderr
+    assert "Traceback" not in started.stderr  # one line says why; tracebacks only at debug
     with runner_process(env, config_dir) as (_, url):  # the right key: nothing was dropped
         served = {d["name"] for d in httpx.get(f"{url}/integrations").json()["data"]}
         assert served == {"alpha", "beta"}

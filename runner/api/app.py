@@ -101,7 +101,7 @@ def create_app(
         service: IntegrationService = request.app.state.service
         # With RUNNER_WORKERS > 1 each answer describes one worker process: the pid
         # says which, matching uvicorn's "Started server process [pid]" line.
-        return {"status": "ok", **service.status(), "worker": {"pid": os.getpid()}}
+        return {**service.status(), "worker": {"pid": os.getpid()}}
 
     return app
 

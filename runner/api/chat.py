@@ -56,8 +56,26 @@ async def answer_chat(
             code="missing_model",
         )
     call = prepare(registry.resolve(model), body)
-    result = await complete(call)
+    try:
+        result = await complete(call)
+    except RunnerError as exc:
+        log_failure(call.deployment.alias, call.deployment.integration, exc)
+        raise
     return result, {DROPPED_PARAMS_HEADER: dropped_params(call.dropped)} if call.dropped else {}
+
+
+def log_failure(alias: str, integration: str, error: RunnerError) -> None:
+    """One line per failed call, at info: what failed, how, and where in a handler."""
+    log.info(
+        "call to %r (integration %r) failed: %d %s (%s)%s: %s",
+        alias,
+        integration,
+        error.status_code,
+        error.type,
+        error.code,
+        f" at {error.origin}" if error.origin else "",
+        error.message.splitlines()[0][:300] if error.message else "",
+    )
 
 
 def dropped_params(names: Sequence[str]) -> str:

@@ -18,6 +18,7 @@ from runner.integrations.probes import (
     deadline_from,
     probe_all,
 )
+from runner.integrations.problems import NotServed
 from runner.integrations.redaction import redacted
 from runner.integrations.registry import Registered
 from runner.integrations.service import IntegrationService
@@ -37,6 +38,7 @@ def _describe(registered: Registered, service: IntegrationService) -> dict[str, 
     stamp = origin.stamp
     described: dict[str, Any] = {
         "name": registered.name,
+        "state": "serving",
         "source": origin.source,
         "version": stamp.version if stamp else None,
         "created_at": stamp.created_at.isoformat() if stamp else None,
@@ -52,15 +54,39 @@ def _describe(registered: Registered, service: IntegrationService) -> dict[str, 
     return described
 
 
+def _describe_not_served(name: str, not_served: NotServed) -> dict[str, Any]:
+    """A stored integration this runner cannot serve: what is known of it, and why."""
+    stamp = not_served.origin.stamp if not_served.origin is not None else None
+    spec = not_served.spec
+    return {
+        "name": name,
+        "state": "not_served",
+        "reason": not_served.reason,
+        "source": "api",
+        "version": stamp.version if stamp else None,
+        "created_at": stamp.created_at.isoformat() if stamp else None,
+        "updated_at": stamp.updated_at.isoformat() if stamp else None,
+        "models": [m.caller_alias for m in spec.model_properties] if spec else [],
+        "default_model": spec.default_model_properties.caller_alias if spec else None,
+        "integration": redacted(spec) if spec else None,
+    }
+
+
 @router.get("")
 async def list_integrations(request: Request) -> dict[str, Any]:
     service = _service(request)
-    return {"data": [_describe(r, service) for r in service.registry.integrations()]}
+    described = {r.name: _describe(r, service) for r in service.registry.integrations()}
+    for name, not_served in service.not_served().items():
+        described[name] = _describe_not_served(name, not_served)
+    return {"data": [described[name] for name in sorted(described)]}
 
 
 @router.get("/{name}")
 async def get_integration(name: str, request: Request) -> dict[str, Any]:
     service = _service(request)
+    not_served = service.not_served().get(name)
+    if not_served is not None:
+        return _describe_not_served(name, not_served)
     return _describe(service.registry.require(name), service)
 
 

@@ -31,7 +31,7 @@ from litellm.llms.custom_llm import CustomLLMError
 from litellm.types.utils import GenericStreamingChunk, ModelResponseStream
 
 from runner.errors import RunnerError
-from runner.handlers.files import LoadedHandler
+from runner.handlers.files import LoadedHandler, raised_at
 from runner.handlers.results import chunk_problem, describe
 from runner.handlers.threads import Escaped, in_thread, off_loop
 from runner.scrub import caller_safe, secret_strings
@@ -203,6 +203,11 @@ class HandlerAdapter(CustomLLM):
             log.warning("closing the stream of %s failed: %s", self._name, exc.message)
 
     def _error(self, exc: BaseException, api_key: str | None, *, timed_out: bool) -> RunnerError:
+        error = self._classify(exc, api_key, timed_out=timed_out)
+        error.origin = raised_at(exc, self.loaded.path)
+        return error
+
+    def _classify(self, exc: BaseException, api_key: str | None, *, timed_out: bool) -> RunnerError:
         if timed_out:
             return RunnerError(
                 f"{self._name} did not answer within {self._timeout:g} s",
@@ -213,6 +218,18 @@ class HandlerAdapter(CustomLLM):
         if isinstance(exc, Escaped):
             exc = exc.original
         status = getattr(exc, "status_code", None) if isinstance(exc, CustomLLMError) else None
+        if status in (401, 403):
+            # The provider refused the credentials the runner holds for it: a gateway
+            # misconfiguration, as for a plain upstream, not the caller's key.
+            return RunnerError(
+                f"{self._name} reports that its provider rejected the runner's credentials "
+                f"({status}): {self._safe(_text(getattr(exc, 'message', '')), api_key)}. This "
+                "is a gateway misconfiguration, not a problem with your request: the "
+                "integration's key or OAuth2 client needs fixing by whoever runs the runner.",
+                502,
+                "upstream_authorization_error",
+                "upstream_credentials_rejected",
+            )
         if isinstance(status, int) and 400 <= status <= 599:
             # The handler chose the status; it keeps it, in the matching category.
             return RunnerError(
@@ -249,8 +266,6 @@ class HandlerAdapter(CustomLLM):
 
 
 _HANDLER_STATUS_TYPES = {
-    401: "upstream_authorization_error",
-    403: "upstream_authorization_error",
     429: "rate_limit_error",
     502: "upstream_connection_error",
     504: "timeout_error",

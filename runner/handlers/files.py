@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from runner import lazy_litellm
 from runner.errors import IntegrationInvalid, Problem
+from runner.handlers.threads import Escaped
 from runner.integrations.schema import CustomLLMConfig
 
 if TYPE_CHECKING:
@@ -200,3 +201,11 @@ def _describe(exc: BaseException, path: Path) -> str:
     where = f" at line {line}" if line else ""
     message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
     return f"{type(exc).__name__}: {message}{where}"
+
+
+def raised_at(exc: BaseException, path: Path) -> str | None:
+    """``file.py:line`` of the last frame of ``path`` that ``exc`` passed through, if any."""
+    if isinstance(exc, Escaped):
+        exc = exc.original
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return f"{path.name}:{frames[-1].lineno}" if frames else None

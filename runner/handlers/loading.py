@@ -46,9 +46,10 @@ async def load(settings: Settings, spec: Integration) -> LoadedHandler:
             [
                 Problem(
                     "custom_llm_config",
-                    "custom LLM handlers are "
-                    "disabled on this server; set CUSTOM_LLMS_ENABLED=true "
-                    "(or GALILEO_CUSTOM_LLMS_ENABLED=true) to enable them",
+                    "custom handlers are disabled on this server: set "
+                    "CUSTOM_LLMS_ENABLED=true and CUSTOM_LLMS_DIRECTORY (or "
+                    "GALILEO_CUSTOM_LLMS_ENABLED and GALILEO_CUSTOM_LLMS_DIRECTORY), or start "
+                    "it with `runner serve --custom-llms DIR`",
                 )
             ]
         )

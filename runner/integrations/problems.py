@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem
+from runner.integrations.registry import Origin
+from runner.integrations.schema import Integration
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +29,25 @@ class FileProblem:
     problems: list[Problem]
 
 
+@dataclass(frozen=True)
+class NotServed:
+    """A stored integration this runner does not serve, and why.
+
+    ``spec`` is None when the stored row could not be read at all; ``origin``
+    says which write it is, so a retry serves it as that write.
+    """
+
+    reason: str
+    spec: Integration | None = None
+    origin: Origin | None = None
+
+
 class Problems:
     """The current problems; written only by the integrations service."""
 
     def __init__(self) -> None:
         self.config_files: list[FileProblem] = []
-        self.stored: dict[str, str] = {}
+        self.stored: dict[str, NotServed] = {}
         self.handlers: dict[str, str] = {}
 
     def config_file(self, failure: FileProblem) -> None:
@@ -44,10 +59,11 @@ class Problems:
     def config_files_retried(self, still_failing: list[FileProblem]) -> None:
         self.config_files = [f for f in self.config_files if f in still_failing]
 
-    def stored_integration(self, name: str, problem: str) -> None:
-        if self.stored.get(name) != problem:
-            log.error("stored integration %r: %s", name, problem)
-        self.stored[name] = problem
+    def stored_integration(self, name: str, not_served: NotServed) -> None:
+        previous = self.stored.get(name)
+        if previous is None or previous.reason != not_served.reason:
+            log.error("stored integration %r not served: %s", name, not_served.reason)
+        self.stored[name] = not_served
 
     def handler(self, name: str, problem: str) -> None:
         if self.handlers.get(name) != problem:
@@ -65,6 +81,9 @@ class Problems:
         self.stored.pop(name, None)
         self.handlers.pop(name, None)
 
+    def __bool__(self) -> bool:
+        return bool(self.config_files or self.stored or self.handlers)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "config_errors": [
@@ -72,7 +91,8 @@ class Problems:
                 for f in self.config_files
             ],
             "store_problems": [
-                {"name": name, "problem": problem} for name, problem in sorted(self.stored.items())
+                {"name": name, "problem": f"not served: {not_served.reason}"}
+                for name, not_served in sorted(self.stored.items())
             ],
             "handler_errors": [
                 {"name": name, "problem": problem}

@@ -94,6 +94,9 @@ class Registry:
         self._integrations: dict[str, Registered] = {}
         self._session: aiohttp.ClientSession | None = None
         self._routes: dict[str, Deployment] = {}
+        # Model ids of stored integrations that cannot be served: (integration, why).
+        self._held: dict[str, list[str]] = {}
+        self._held_routes: dict[str, tuple[str, str]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -121,6 +124,9 @@ class Registry:
         deployment = self._routes.get(model)
         if deployment is not None:
             return deployment
+        held = self._held_routes.get(model)
+        if held is not None:
+            raise not_served(model, *held)
         close = closest_names(model, self._routes)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise RunnerError(
@@ -129,6 +135,22 @@ class Registry:
             code="model_not_found",
             param="model",
         )
+
+    def hold(self, name: str, spec: Integration | None, reason: str) -> None:
+        """Answer calls to a stored integration that cannot be served with ``reason`` (a 503)
+        rather than "does not exist"; its name and aliases stay free for others."""
+        self.release(name)
+        model_ids = [name]
+        if spec is not None:
+            model_ids += [m.caller_alias for m in spec.model_properties]
+        self._held[name] = model_ids
+        for model_id in model_ids:
+            self._held_routes.setdefault(model_id, (name, reason))
+
+    def release(self, name: str) -> None:
+        for model_id in self._held.pop(name, ()):
+            if self._held_routes.get(model_id, (None,))[0] == name:
+                del self._held_routes[model_id]
 
     async def stage(self, name: str, spec: Integration) -> Staged:
         """Everything a new version needs to serve, ready but not yet routed; refusals
@@ -170,6 +192,7 @@ class Registry:
         else:
             unregister_provider(provider_name(name))
         self._reroute(previous, registered)
+        self.release(name)
         if previous is not None:
             self._retire(previous)
         log.info(
@@ -196,6 +219,7 @@ class Registry:
             raise not_found(name)
         unregister_provider(provider_name(name))
         self._reroute(previous, None)
+        self.release(name)
         self._retire(previous)
         log.info("removed integration %r", name)
 
@@ -246,3 +270,14 @@ class Registry:
 
 def not_found(name: str) -> RunnerError:
     return RunnerError(f"No integration named {name!r}.", 404, code="integration_not_found")
+
+
+def not_served(model: str, integration: str, reason: str) -> RunnerError:
+    return RunnerError(
+        f"The model {model!r} belongs to the integration {integration!r}, which this runner "
+        f"cannot serve: {reason}",
+        503,
+        "server_error",
+        "integration_not_served",
+        param="model",
+    )

@@ -25,10 +25,9 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from runner.errors import IntegrationInvalid, RunnerError
-from runner.handlers.files import file_version
-from runner.handlers.loading import load as load_handler
 from runner.integrations.files import config_files, file_variables, read_integration
-from runner.integrations.problems import FileProblem, Problems
+from runner.integrations.places import announce, key_mismatch, places
+from runner.integrations.problems import FileProblem, NotServed, Problems
 from runner.integrations.redaction import parse_submitted
 from runner.integrations.registry import Origin, Registry, not_found
 from runner.integrations.schema import Integration
@@ -69,6 +68,7 @@ class IntegrationService:
         self.file_managed = {path.stem: path for path in paths}
         await self.load_files(paths)
         await self.load_stored()
+        announce(self.settings, new_store=self.store.created)
 
     async def load_files(self, paths: list[Path]) -> None:
         """Serve each file under its stem; failures are kept in :attr:`problems`."""
@@ -94,30 +94,13 @@ class IntegrationService:
         if self.problems.config_files:
             await self.load_files([failure.path for failure in self.problems.config_files])
 
-    async def reload_changed_handlers(self) -> None:
-        """Pick up edited handler files; a broken edit leaves the last good version serving."""
-        handled = [r for r in self.registry.integrations() if r.client.handler is not None]
-        versions = await asyncio.to_thread(
-            lambda: [file_version(r.client.handler.loaded.path) for r in handled]  # type: ignore[union-attr]
-        )
-        for registered, version in zip(handled, versions, strict=True):
-            adapter = registered.client.handler
-            if adapter is None or version == adapter.loaded.version:
-                continue
-            try:
-                loaded = await load_handler(self.settings, registered.spec)
-            except IntegrationInvalid as exc:
-                self.problems.handler(registered.name, "; ".join(map(str, exc.problems)))
-                continue
-            adapter.swap(loaded)  # one synchronous step: calls in flight keep the old one
-            self.problems.handler_current(registered.name)
-            log.info("reloaded handler %s for %r", loaded.path.name, registered.name)
-
     def status(self) -> dict[str, Any]:
         """What ``GET /health`` reports of the integrations, the store and their problems."""
         problems = self.problems.as_json()
         return {
+            "status": "degraded" if self.problems else "ok",
             "integrations": len(self.registry),
+            "places": places(self.settings),
             "models": len(self.registry.deployments()),
             "config_errors": problems["config_errors"],
             "handler_errors": problems["handler_errors"],
@@ -140,24 +123,19 @@ class IntegrationService:
             head = await self.store.head()
             rows = await self.store.rows()
             specs: list[tuple[StoredRow, Integration]] = []
-            wrong_key: list[str] = []
+            wrong_key: dict[str, str] = {}  # name -> the id of the key it was sealed with
             for row in rows:
                 try:
                     specs.append((row, self._unseal(row)))
                 except UnreadableRow as exc:
-                    if exc.wrong_key:
-                        wrong_key.append(row.name)
+                    if exc.wrong_key and row.sealed is not None:
+                        wrong_key[row.name] = row.sealed.key_id
                     else:
-                        self.problems.stored_integration(row.name, exc.reason)
+                        self._not_served(row.name, NotServed(exc.reason))
             if wrong_key:
-                raise StartupRefused(
-                    f"cannot decrypt {len(wrong_key)} stored integration(s) with the configured "
-                    f"secret key: {', '.join(sorted(wrong_key))}. Start with the key they were "
-                    "written with; to move to a new key, set RUNNER_SECRET_KEY=new,old and run "
-                    "`runner rotate-key`"
-                )
+                raise StartupRefused(key_mismatch(self.settings, self._box.key_ids, wrong_key))
             for row, spec in specs:
-                await self._serve(row, spec)
+                await self._serve(row.name, spec, Origin("api", stamp=row.stamp))
             self.applied_revision = head
         log.info("serving %d stored integrations (store revision %d)", len(specs), head)
 
@@ -170,17 +148,17 @@ class IntegrationService:
         """
         self.check_writable(name)
         async with self._lock:
-            previous = self.registry.get(name)
-            spec = parse_submitted(submitted, previous and previous.spec)
+            previous = self._previous_spec(name)
+            spec = parse_submitted(submitted, previous)
             staged = await self.registry.stage(name, spec)
             try:
                 stamp = await self._write(self.store.save(name, seal(spec, self._box)))
             except BaseException:
                 await self.registry.discard(staged)
                 raise
-            created = self.registry.commit(staged, Origin("api", stamp=stamp))
+            self.registry.commit(staged, Origin("api", stamp=stamp))
             self.problems.clear(name)
-        return created
+        return previous is None
 
     async def delete(self, name: str) -> None:
         """Delete through the API: from the store, then from serving."""
@@ -192,6 +170,7 @@ class IntegrationService:
                 raise not_found(name)
             if serving is not None:
                 self.registry.remove(name)
+            self.registry.release(name)
             self.problems.clear(name)
 
     async def sync(self) -> int:
@@ -228,6 +207,7 @@ class IntegrationService:
             return 0  # this runner wrote it, or already has something newer
         if row.deleted:
             self.problems.stored.pop(row.name, None)
+            self.registry.release(row.name)
             if serving is None or serving.origin.source != "api":
                 return 0
             self.problems.clear(row.name)
@@ -236,26 +216,54 @@ class IntegrationService:
         try:
             spec = self._unseal(row)
         except UnreadableRow as exc:
-            self.problems.stored_integration(row.name, exc.reason)
+            self._not_served(row.name, NotServed(exc.reason))
             return 0
-        return int(await self._serve(row, spec))
+        return int(await self._serve(row.name, spec, Origin("api", stamp=row.stamp)))
 
-    async def _serve(self, row: StoredRow, spec: Integration) -> bool:
-        if row.name in self.file_managed:
-            self.problems.stored_integration(
-                row.name,
-                f"not served: {self.file_managed[row.name]} defines an integration of the same "
-                "name, and files win; delete the stored one or rename the file",
+    async def retry_not_served(self) -> None:
+        """Try stored integrations that could not be served again (a handler file they
+        need may have arrived, or been fixed)."""
+        async with self._lock:
+            for name, not_served in list(self.problems.stored.items()):
+                spec, origin = not_served.spec, not_served.origin
+                if spec is None or origin is None or name in self.file_managed:
+                    continue  # unreadable, or a file serves the name: nothing to retry
+                await self._serve(name, spec, origin)
+
+    async def _serve(self, name: str, spec: Integration, origin: Origin) -> bool:
+        if name in self.file_managed:
+            reason = (
+                f"{self.file_managed[name]} defines an integration of the same name, and files "
+                "win; delete the stored one or rename the file"
             )
+            self.problems.stored_integration(name, NotServed(reason, spec, origin))
             return False
         try:
-            await self.registry.put(row.name, spec, Origin("api", stamp=row.stamp))
+            await self.registry.put(name, spec, origin)
         except IntegrationInvalid as exc:
-            problem = "not served: " + "; ".join(str(p) for p in exc.problems)
-            self.problems.stored_integration(row.name, problem)
+            reason = "; ".join(str(p) for p in exc.problems)
+            self._not_served(name, NotServed(reason, spec, origin))
             return False
-        self.problems.clear(row.name)
+        self.problems.clear(name)
         return True
+
+    def _not_served(self, name: str, not_served: NotServed) -> None:
+        """Report a stored integration that cannot be served; calls to it say why."""
+        self.problems.stored_integration(name, not_served)
+        self.registry.hold(name, not_served.spec, not_served.reason)
+
+    def _previous_spec(self, name: str) -> Integration | None:
+        """What a mask in a new version stands for: the serving version's secrets, or the
+        stored-but-not-served one's."""
+        serving = self.registry.get(name)
+        if serving is not None:
+            return serving.spec
+        not_served = self.problems.stored.get(name)
+        return not_served.spec if not_served is not None else None
+
+    def not_served(self) -> dict[str, NotServed]:
+        """Stored integrations that are not served and whose name nothing else serves."""
+        return {n: ns for n, ns in self.problems.stored.items() if self.registry.get(n) is None}
 
     def _unseal(self, row: StoredRow) -> Integration:
         assert row.sealed is not None

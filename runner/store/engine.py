@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -69,11 +69,16 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Apply every Alembic migration the database lacks; a no-op when it is current."""
+async def migrate(engine: AsyncEngine) -> bool:
+    """Apply every Alembic migration the database lacks (a no-op when it is current);
+    True when the database had none: the store was created just now."""
     async with engine.connect() as connection:
+        created = not await connection.run_sync(
+            lambda sync: inspect(sync).has_table("alembic_version")
+        )
         await connection.run_sync(_upgrade)
         await connection.commit()
+    return created
 
 
 def _upgrade(connection: Connection) -> None:

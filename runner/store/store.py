@@ -34,14 +34,16 @@ class StoredRow:
 class IntegrationStore:
     """Integrations written through the API, shared by every runner on the database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, created: bool = False) -> None:
         self._engine = engine
+        self.created = created
+        """Whether opening it created its tables: a new store, with nothing in it yet."""
 
     @classmethod
     async def open(cls, url: str) -> IntegrationStore:
         engine = open_engine(url)
-        await migrate(engine)
-        return cls(engine)
+        created = await migrate(engine)
+        return cls(engine, created)
 
     @property
     def engine(self) -> AsyncEngine:
