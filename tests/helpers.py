@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import pytest
 import uvicorn
 from aiohttp.abc import AbstractResolver, ResolveResult
 
@@ -201,6 +202,14 @@ def runner_process(
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=20)
+
+
+@pytest.fixture(params=["direct", "litellm"], name="call_path")
+def both_call_paths(request: pytest.FixtureRequest) -> str:
+    """``call_path`` for a test module that imports this: each of its tests runs twice, on
+    the direct backends (plain HTTP, handlers called directly) and through
+    ``litellm.acompletion`` (``RUNNER_FAST_PATH=false``), so one suite proves both alike."""
+    return request.param
 
 
 # --- integrations and handler files ------------------------------------------------------------

@@ -11,13 +11,12 @@ import httpx
 import pytest
 
 from .fakes import TokenServer, Upstream
-from .helpers import Runner, integration, oauth2_fields
-
-
-@pytest.fixture(params=["direct", "litellm"])
-def call_path(request: pytest.FixtureRequest) -> str:
-    """Every test here runs on the fast path and on the LiteLLM path."""
-    return request.param
+from .helpers import (
+    Runner,
+    both_call_paths,  # noqa: F401  (every test here runs on both paths)
+    integration,
+    oauth2_fields,
+)
 
 
 def oauth2_integration(upstream: Upstream, tokens: TokenServer, **overrides):

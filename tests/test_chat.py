@@ -8,13 +8,13 @@ import openai
 import pytest
 
 from .fakes import Upstream
-from .helpers import Runner, free_port, integration, start_runner
-
-
-@pytest.fixture(params=["direct", "litellm"])
-def call_path(request: pytest.FixtureRequest) -> str:
-    """Every test here runs on the fast path and on the LiteLLM path."""
-    return request.param
+from .helpers import (
+    Runner,
+    both_call_paths,  # noqa: F401  (every test here runs on both paths)
+    free_port,
+    integration,
+    start_runner,
+)
 
 
 def test_alias_with_spaces_routes_to_upstream_name(runner: Runner, upstream: Upstream):

@@ -15,7 +15,13 @@ import openai
 import pytest
 
 from .fake_providers import GenerateProvider, SessionProvider, SignedProvider
-from .helpers import REPO, Runner, serve, start_runner
+from .helpers import (
+    REPO,
+    Runner,
+    both_call_paths,  # noqa: F401  (every test here runs on both paths)
+    serve,
+    start_runner,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +33,6 @@ def providers() -> Iterator[dict[str, tuple[object, str]]]:
             "session-protocol": (session, s),
             "hmac-signed": (signed, h),
         }
-
-
-@pytest.fixture(params=["direct", "litellm"])
-def call_path(request: pytest.FixtureRequest) -> str:
-    """Every handler test runs twice: handlers called directly (the default) and through
-    litellm.acompletion (RUNNER_FAST_PATH=false)."""
-    return request.param
 
 
 @pytest.fixture

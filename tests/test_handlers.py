@@ -21,6 +21,7 @@ from .fakes import Upstream
 from .helpers import (
     ECHO_HANDLER,
     Runner,
+    both_call_paths,  # noqa: F401  (every test here runs on both paths)
     handler_integration,
     oauth2_fields,
     poll,
@@ -29,13 +30,6 @@ from .helpers import (
 )
 
 SEED = Path(__file__).parent / "seed"
-
-
-@pytest.fixture(params=["direct", "litellm"])
-def call_path(request: pytest.FixtureRequest) -> str:
-    """Every handler test runs twice: handlers called directly (the default) and through
-    litellm.acompletion (RUNNER_FAST_PATH=false)."""
-    return request.param
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from runner.scrub import caller_safe
 from .fakes import TokenServer, Upstream
 from .helpers import (
     Runner,
+    both_call_paths,  # noqa: F401  (every test here runs on both paths)
     handler_integration,
     integration,
     oauth2_fields,
@@ -99,13 +100,6 @@ EXITS = {
     "SystemExit": ("raise SystemExit('bye')", "SystemExit"),
     "KeyboardInterrupt": ("raise KeyboardInterrupt", "KeyboardInterrupt"),
 }
-
-
-@pytest.fixture(params=["direct", "litellm"])
-def call_path(request: pytest.FixtureRequest) -> str:
-    """Every handler test runs twice: handlers called directly (the default) and through
-    litellm.acompletion (RUNNER_FAST_PATH=false)."""
-    return request.param
 
 
 @pytest.fixture

@@ -25,14 +25,14 @@ import openai
 import pytest
 
 from .fakes import Upstream, chat_completion
-from .helpers import Runner, integration, one_model, poll, start_runner
-
-
-@pytest.fixture(params=["direct", "litellm"])
-def call_path(request: pytest.FixtureRequest) -> str:
-    """Every upstream-facing test here runs on the fast path and on the LiteLLM path."""
-    return request.param
-
+from .helpers import (
+    Runner,
+    both_call_paths,  # noqa: F401  (every test here runs on both paths)
+    integration,
+    one_model,
+    poll,
+    start_runner,
+)
 
 # --- a scriptable upstream -------------------------------------------------------------
 

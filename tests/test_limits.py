@@ -9,15 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
 from .fakes import TokenServer, Upstream
-from .helpers import Runner, free_port, integration, one_model, poll, start_runner
-
-
-@pytest.fixture(params=["direct", "litellm"])
-def call_path(request: pytest.FixtureRequest) -> str:
-    return request.param
+from .helpers import (
+    Runner,
+    both_call_paths,  # noqa: F401  (every test here runs on both paths)
+    free_port,
+    integration,
+    one_model,
+    poll,
+    start_runner,
+)
 
 
 def test_upstream_429_then_200_is_retried_after_its_retry_after(runner: Runner, upstream: Upstream):
