@@ -39,6 +39,15 @@ def completion(raw: bytes) -> dict[str, Any]:
     return answer
 
 
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A non-streamed answer in another wire format: a JSON object, whatever its shape
+    (LiteLLM translates it, and says so if it cannot)."""
+    answer = _json(raw, "answered 200 with a body")
+    if not isinstance(answer, dict):
+        raise BadAnswer(f"answered 200 with something other than a JSON object: {_quote(raw)}")
+    return answer
+
+
 def chunk(payload: bytes) -> dict[str, Any]:
     """The JSON object in one streamed ``data:`` event."""
     event = _json(payload, "sent a stream event")

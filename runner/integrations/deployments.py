@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
@@ -25,6 +25,8 @@ from runner.calls.limits import DEFAULT_NUM_RETRIES
 from runner.calls.types import Backend, Deployment, Gate, Policy
 from runner.handlers.files import LoadedHandler
 from runner.handlers.providers import provider_name
+from runner.integrations.formats import api_base as litellm_api_base
+from runner.integrations.formats import format_headers, litellm_model
 from runner.integrations.redaction import secrets_of
 from runner.integrations.schema import Integration, Limits, ModelProperties
 from runner.scrub import secret_strings
@@ -39,6 +41,7 @@ from runner.security.outbound import env_proxy, tls_context
 from runner.settings import DEFAULT_MAX_RESPONSE_BYTES
 
 if TYPE_CHECKING:
+    from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
     from openai import AsyncOpenAI
 
     from runner.handlers.adapter import HandlerAdapter
@@ -61,6 +64,7 @@ class UpstreamClient:
     credentials: Credentials
     openai: AsyncOpenAI | None = None
     http: httpx.AsyncClient | None = None
+    litellm_http: AsyncHTTPHandler | None = None
     handler: HandlerAdapter | None = None
 
     async def aclose(self) -> None:
@@ -109,18 +113,23 @@ def open_client(
 ) -> UpstreamClient:
     """A client for ``integration.endpoint`` that authenticates every request it sends.
 
-    Only calls made through LiteLLM need the pooled OpenAI client; the fast path
-    sends over the registry's shared session, so without ``via_litellm`` the
-    client holds just the credentials (and registering stays cheap at scale).
-    Its answers are held to what the fast path accepts
-    (:mod:`runner.calls.backends.checked_transport`).
+    Only calls made through LiteLLM need a pooled client; the fast path sends
+    over the registry's shared session, so without ``via_litellm`` (and for the
+    ``openai`` format) the client holds just the credentials, and registering
+    stays cheap at scale. Its answers are held to what the fast path accepts
+    (:mod:`runner.calls.backends.checked_transport`). LiteLLM drives an
+    ``openai``-format endpoint through the OpenAI SDK over this client, and
+    every other format through its own HTTP handler wrapped around it; either
+    way the credentials, fixed headers, address policy and answer checks apply.
     """
     credentials = credentials_for(integration, timeout, addresses)
-    if not via_litellm:
+    if not via_litellm and integration.format == "openai":
         return UpstreamClient(credentials=credentials)
-    from openai import AsyncOpenAI  # slow to import, and only the LiteLLM path needs it
 
-    fixed_headers = dict(integration.headers)
+    fixed_headers = {
+        **format_headers(integration.format, integration.anthropic_version),
+        **integration.headers,
+    }
 
     async def apply_fixed_headers(request: httpx.Request) -> None:
         # Request hooks run after the auth flow, so fixed headers override everything.
@@ -138,10 +147,21 @@ def open_client(
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             ),
             max_response_bytes,
+            openai=integration.format == "openai",
         ),
         timeout=timeout,
         event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},
     )
+    if integration.format != "openai":
+        # LiteLLM's own HTTP layer, sending over this client (imported by now: see
+        # Registry.stage).
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+        handler = AsyncHTTPHandler(timeout=timeout)
+        handler.client = http
+        return UpstreamClient(credentials=credentials, http=http, litellm_http=handler)
+    from openai import AsyncOpenAI  # slow to import, and only the LiteLLM path needs it
+
     openai = AsyncOpenAI(
         api_key=_SDK_PLACEHOLDER_KEY,
         base_url=integration.endpoint,
@@ -222,7 +242,7 @@ def _direct_backend(
         )
 
         return HandlerBackend(client.handler, integration.endpoint, timeout)
-    if not integration.endpoint:
+    if not integration.endpoint or integration.format != "openai":
         return None
     return PlainHttpBackend(
         session,
@@ -239,15 +259,25 @@ def _litellm_backend(
     accepted: Mapping[str, str],
     timeout: float,
 ) -> LiteLLMBackend:
+    api_base = integration.endpoint
     if client.handler is not None:
-        target = {"model": f"{client.handler.provider}/{model.name}"}
-    else:
+        target: dict[str, Any] = {"model": f"{client.handler.provider}/{model.name}"}
+    elif integration.format == "openai":
         target = {"model": f"openai/{model.name}", "client": client.openai}
+    else:
+        target = {
+            "model": litellm_model(integration.format, model.name),
+            "client": client.litellm_http,
+            # The credentials are the client's to send (see open_client); LiteLLM
+            # insists on a key, so it gets a placeholder that is never a secret.
+            "api_key": _SDK_PLACEHOLDER_KEY,
+        }
+        api_base = litellm_api_base(integration.format, integration.endpoint or "")
     return LiteLLMBackend(
         MappingProxyType(
             {
                 **target,
-                "api_base": integration.endpoint,
+                "api_base": api_base,
                 # Our own filter already decided what may pass; tell LiteLLM
                 # not to second-guess parameters it does not know for this name.
                 "allowed_openai_params": sorted(set(accepted.values())),

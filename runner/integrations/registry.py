@@ -161,8 +161,8 @@ class Registry:
         check_addresses(spec, self.addresses)
         check_conflicts(name, spec, self._routes, self._integrations)
         loaded = await load_handler(self._settings, spec) if spec.custom_llm_config else None
-        if not self._settings.fast_path:  # every call goes through LiteLLM: import it now
-            await lazy_litellm.load()
+        if not self._settings.fast_path or spec.format != "openai":
+            await lazy_litellm.load()  # its calls go through LiteLLM: import it now
         if loaded is not None:
             client = open_handler(name, spec, loaded, self._timeout, self.addresses)
         else:

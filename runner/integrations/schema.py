@@ -15,6 +15,7 @@ import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,6 +34,7 @@ from runner.integrations.catalog import (
     closest_builtin_names,
     lookup_builtin,
 )
+from runner.integrations.formats import Format, anthropic_version, format_problems
 from runner.integrations.schema_refusals import KnownFields, problems_from
 from runner.text_rules import PLAIN, VISIBLE, http_url
 
@@ -47,6 +49,7 @@ HeaderName = Annotated[str, PLAIN, StringConstraints(pattern=_HEADER_NAME)]
 HeaderValue = Annotated[str, PLAIN]
 Secret = Annotated[SecretStr, PLAIN]
 MappableField = Literal["job_id", "user_id", "project_id", "run_id"]
+AnthropicVersion = Annotated[str, AfterValidator(anthropic_version)]
 
 
 class Limits(BaseModel):
@@ -139,6 +142,11 @@ class _IntegrationBase(Limits):
         description="headers names whose values are secrets: encrypted at rest, redacted.",
     )
     custom_llm_config: CustomLLMConfig | None = None
+    format: Format = Field(
+        default="openai",
+        description="The wire format the endpoint speaks: openai (the default), anthropic.",
+    )
+    anthropic_version: AnthropicVersion | None = None
 
     @field_validator("endpoint")
     @classmethod
@@ -245,6 +253,13 @@ def _cross_field_problems(integration: Integration) -> list[Problem]:
                 "https://api.example.com/v1 (the runner appends /chat/completions)",
             )
         )
+    problems.extend(
+        format_problems(
+            integration.format,
+            handler=integration.custom_llm_config is not None,
+            anthropic_version=integration.anthropic_version,
+        )
+    )
     seen: dict[str, int] = {}
     for index, model in enumerate(integration.model_properties):
         alias = model.caller_alias

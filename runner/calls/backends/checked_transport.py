@@ -25,11 +25,18 @@ _ENCODING_HEADERS = frozenset({"content-encoding", "content-length"})
 
 
 class CheckedTransport(httpx.AsyncBaseTransport):
-    """Wraps ``inner``: answers longer than ``max_bytes``, or not chat completions, raise."""
+    """Wraps ``inner``: answers longer than ``max_bytes``, or not chat completions, raise.
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, max_bytes: int) -> None:
+    With ``openai`` False (an endpoint speaking another wire format), a non-streamed
+    answer need only be a JSON object; stream events are checked the same way.
+    """
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, max_bytes: int, *, openai: bool = True
+    ) -> None:
         self._inner = inner
         self._max_bytes = max_bytes
+        self._check_answer = answers.completion if openai else answers.json_object
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
@@ -48,7 +55,7 @@ class CheckedTransport(httpx.AsyncBaseTransport):
             body = await checked.aread()
         finally:
             await checked.aclose()
-        answers.completion(body)
+        self._check_answer(body)
         return httpx.Response(
             response.status_code,
             headers=checked.headers,

@@ -25,7 +25,7 @@ class LiteLLMBackend:
     async def send(self, call: PreparedCall) -> Answer:
         kwargs = {**self.kwargs, "messages": call.messages, **call.params}
         if call.headers:
-            kwargs["extra_headers"] = call.headers
+            kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **call.headers}
         result = await lazy_litellm.litellm().acompletion(**kwargs)
         alias = call.deployment.alias
         if call.stream:

@@ -1,0 +1,84 @@
+"""The wire formats an integration's endpoint may speak, and how each reaches LiteLLM.
+
+``openai`` (the default) is served by the runner's own fast path; every other
+format goes through LiteLLM, which translates the caller's OpenAI request to
+the provider's format and its answer (and stream) back. Each format's entry
+says what LiteLLM calls the provider and how the integration's ``endpoint``
+becomes LiteLLM's ``api_base``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, get_args
+
+from pydantic_core import PydanticCustomError
+
+from runner.errors import Problem
+
+Format = Literal["openai", "anthropic"]
+FORMATS: tuple[str, ...] = get_args(Format)
+
+ANTHROPIC_VERSION = "2023-06-01"
+"""The ``anthropic-version`` LiteLLM sends unless the integration pins its own."""
+
+# What a user may paste after the base URL, which LiteLLM appends itself.
+_ANTHROPIC_SUFFIXES = ("/v1/messages", "/messages", "/v1")
+
+
+def litellm_model(format: str, name: str) -> str:
+    """The model string LiteLLM routes by: its provider prefix, then the upstream name."""
+    return f"{format}/{name}"
+
+
+def api_base(format: str, endpoint: str) -> str:
+    """The base URL LiteLLM appends the format's path to (``/v1/messages`` for anthropic)."""
+    if format == "anthropic":
+        for suffix in _ANTHROPIC_SUFFIXES:
+            if endpoint.endswith(suffix):
+                return endpoint.removesuffix(suffix)
+    return endpoint
+
+
+def format_headers(format: str, anthropic_version: str | None) -> dict[str, str]:
+    """Headers a format's own settings call for (the Anthropic API version), sent with the
+    integration's fixed headers: after LiteLLM's, before the integration's own."""
+    if format == "anthropic" and anthropic_version is not None:
+        return {"anthropic-version": anthropic_version}
+    return {}
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def anthropic_version(value: str) -> str:
+    """The ``anthropic-version`` an integration pins: a date, as Anthropic names versions."""
+    if not _DATE.fullmatch(value):
+        raise PydanticCustomError(
+            "anthropic_version",
+            "must be an Anthropic API version, a date such as {example} (sent as the "
+            "anthropic-version header)",
+            {"example": ANTHROPIC_VERSION},
+        )
+    return value
+
+
+def format_problems(format: str, *, handler: bool, anthropic_version: str | None) -> list[Problem]:
+    """Format-specific settings belong to their format; a handler speaks for itself."""
+    problems = []
+    if format != "openai" and handler:
+        problems.append(
+            Problem(
+                "format",
+                f"{format!r} is the wire format of an endpoint; a custom handler speaks to "
+                "its provider itself, so leave format out",
+            )
+        )
+    if anthropic_version is not None and format != "anthropic":
+        problems.append(
+            Problem(
+                "anthropic_version",
+                'applies only with "format": "anthropic"; remove it or set that format',
+            )
+        )
+    return problems

@@ -1,0 +1,151 @@
+"""Loopback fakes of providers that speak other wire formats, written from their public
+API references, recording what they receive.
+
+- :class:`AnthropicProvider`: the Messages API (``POST /v1/messages``, ``x-api-key``,
+  ``anthropic-version``), whole answers and server-sent events, ``tool_use`` blocks,
+  and its error envelope.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .fakes import Received
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class AnthropicProvider:
+    """Answers ``"Claude says: <last user text>"``, or with a ``tool_use`` block when the
+    request offers tools and the conversation does not end in a tool result yet.
+
+    ``fail_status`` makes it answer with Anthropic's error envelope and that status.
+    """
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    fail_status: int | None = None
+
+    def reset(self) -> None:
+        self.received.clear()
+        self.fail_status = None
+
+    @property
+    def last(self) -> Received:
+        return self.received[-1]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._messages, methods=["POST"])])
+
+    async def _messages(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(Received(request.url.path, dict(request.headers), body))
+        if self.fail_status is not None:
+            kind = _ERROR_TYPES.get(self.fail_status, "api_error")
+            error = {"type": kind, "message": f"anthropic refused with {self.fail_status}"}
+            return JSONResponse({"type": "error", "error": error}, status_code=self.fail_status)
+        blocks = _answer(body)
+        usage = {"input_tokens": 11, "output_tokens": 7}
+        stop = "tool_use" if blocks[-1]["type"] == "tool_use" else "end_turn"
+        if body.get("stream"):
+            return StreamingResponse(
+                _events(body["model"], blocks, stop, usage), media_type="text/event-stream"
+            )
+        return JSONResponse(
+            {
+                "id": "msg_01",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": blocks,
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": usage,
+            }
+        )
+
+
+def _answer(body: dict[str, Any]) -> list[dict[str, Any]]:
+    last = body["messages"][-1]
+    content = last["content"]
+    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    if body.get("tools") and not any(p.get("type") == "tool_result" for p in parts):
+        tool = body["tools"][0]["name"]
+        return [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "toolu_01", "name": tool, "input": {"city": "Oslo"}},
+        ]
+    texts = [p.get("text") or str(p.get("content", "")) for p in parts]
+    return [{"type": "text", "text": f"Claude says: {' '.join(texts)}"}]
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _events(
+    model: str, blocks: list[dict[str, Any]], stop: str, usage: dict[str, int]
+) -> AsyncIterator[str]:
+    """The Messages API's stream: message_start, each block as start/deltas/stop,
+    message_delta with the stop reason and usage, message_stop."""
+    message = {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
+    }
+    yield _sse("message_start", {"type": "message_start", "message": message})
+    for index, block in enumerate(blocks):
+        if block["type"] == "text":
+            start = {"type": "text", "text": ""}
+            words = block["text"].split(" ")
+            deltas = [
+                {"type": "text_delta", "text": w if i == 0 else f" {w}"}
+                for i, w in enumerate(words)
+            ]
+        else:
+            start = {**block, "input": {}}
+            arguments = json.dumps(block["input"])
+            deltas = [
+                {"type": "input_json_delta", "partial_json": arguments[:5]},
+                {"type": "input_json_delta", "partial_json": arguments[5:]},
+            ]
+        yield _sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": start},
+        )
+        for delta in deltas:
+            yield _sse(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+    yield _sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop, "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        },
+    )
+    yield _sse("message_stop", {"type": "message_stop"})

@@ -1,0 +1,233 @@
+"""Endpoints that speak another wire format than OpenAI's, chosen by ``format``: the exact
+requests the provider expects, answers and streams back in OpenAI's shape, tool calls,
+and the provider's errors in the runner's categories."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from .fake_formats import AnthropicProvider
+from .helpers import Runner, oauth2_fields, serve
+
+HELLO = [{"role": "user", "content": "Hello there"}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def _anthropic() -> Iterator[AnthropicProvider]:
+    provider = AnthropicProvider()
+    with serve(provider.app()) as url:
+        provider.url = url
+        yield provider
+
+
+@pytest.fixture
+def anthropic(_anthropic: AnthropicProvider) -> AnthropicProvider:
+    _anthropic.reset()
+    return _anthropic
+
+
+def claude(provider: AnthropicProvider, **overrides: Any) -> dict[str, Any]:
+    return {
+        "authentication_type": "api_key",
+        "api_key_header": "x-api-key",
+        "api_key_value": "sk-ant-test-0123456789",
+        "endpoint": f"{provider.url}/v1",
+        "format": "anthropic",
+        "num_retries": 0,
+        "model_properties": [
+            {
+                "name": "claude-sonnet-4-5",
+                "alias": "Claude",
+                "supported_parameters": ["max_tokens", "temperature", "tools", "tool_choice"],
+            }
+        ],
+        **overrides,
+    }
+
+
+def client(runner: Runner) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{runner.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_anthropic_gets_the_messages_api_request_it_expects(
+    runner: Runner, anthropic: AnthropicProvider
+):
+    spec = claude(anthropic, custom_header_mapping={"job_id": "X-Job"})
+    assert runner.put("claude", spec).status_code == 201, runner.put("claude", spec).text
+    reply = client(runner).chat.completions.create(
+        model="Claude",
+        messages=[{"role": "system", "content": "Be brief."}, *HELLO],
+        max_tokens=50,
+        temperature=0.2,
+        extra_body={"metadata": {"job_id": "job-7"}},
+    )
+    assert reply.model == "Claude"
+    assert reply.choices[0].message.content == "Claude says: Hello there"
+    assert reply.choices[0].finish_reason == "stop"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (11, 7)
+    sent = anthropic.last
+    assert sent.path == "/v1/messages"
+    assert sent.headers["x-api-key"] == "sk-ant-test-0123456789"
+    assert sent.headers["anthropic-version"] == "2023-06-01"
+    assert sent.headers["x-job"] == "job-7"
+    assert sent.body["model"] == "claude-sonnet-4-5"
+    assert sent.body["max_tokens"] == 50 and sent.body["temperature"] == 0.2
+    assert sent.body["system"] in ("Be brief.", [{"type": "text", "text": "Be brief."}])
+    assert [m["role"] for m in sent.body["messages"]] == ["user"]
+
+
+def test_anthropic_version_is_the_integrations_and_fixed_headers_come_last(
+    runner: Runner, anthropic: AnthropicProvider
+):
+    spec = claude(
+        anthropic,
+        endpoint=f"{anthropic.url}/v1/messages",  # a pasted full path works too
+        anthropic_version="2024-10-22",
+        headers={"anthropic-beta": "tools-2024"},
+    )
+    runner.put("claude", spec)
+    assert runner.chat("Claude").status_code == 200
+    assert anthropic.last.path == "/v1/messages"
+    assert anthropic.last.headers["anthropic-version"] == "2024-10-22"
+    assert anthropic.last.headers["anthropic-beta"] == "tools-2024"
+
+
+def test_an_anthropic_stream_comes_back_as_openai_chunks(
+    runner: Runner, anthropic: AnthropicProvider
+):
+    runner.put("claude", claude(anthropic))
+    chunks = list(
+        client(runner).chat.completions.create(model="Claude", messages=HELLO, stream=True)
+    )
+    assert anthropic.last.body["stream"] is True
+    assert {c.model for c in chunks} == {"Claude"}
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Claude says: Hello there"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_tool_call_round_trip_through_anthropic(
+    runner: Runner, anthropic: AnthropicProvider, stream: bool
+):
+    runner.put("claude", claude(anthropic))
+    asked = [{"role": "user", "content": "Weather in Oslo?"}]
+    if stream:
+        chunks = list(
+            client(runner).chat.completions.create(
+                model="Claude", messages=asked, tools=TOOLS, stream=True
+            )
+        )
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        calls = [t for d in deltas for t in d.tool_calls or []]
+        call_id, name = calls[0].id, calls[0].function.name
+        arguments = "".join(t.function.arguments or "" for t in calls)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    else:
+        reply = client(runner).chat.completions.create(model="Claude", messages=asked, tools=TOOLS)
+        [call] = reply.choices[0].message.tool_calls
+        call_id, name, arguments = call.id, call.function.name, call.function.arguments
+        finish = reply.choices[0].finish_reason
+    assert (call_id, name, json.loads(arguments), finish) == (
+        "toolu_01",
+        "weather",
+        {"city": "Oslo"},
+        "tool_calls",
+    )
+    assert anthropic.last.body["tools"][0]["name"] == "weather"
+    assert "input_schema" in anthropic.last.body["tools"][0]
+    answered = client(runner).chat.completions.create(
+        model="Claude",
+        tools=TOOLS,
+        messages=[
+            *asked,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": arguments},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call_id, "content": "Sunny, 21 C"},
+        ],
+    )
+    assert answered.choices[0].message.content == "Claude says: Sunny, 21 C"
+    [result] = [
+        part
+        for message in anthropic.last.body["messages"]
+        if isinstance(message["content"], list)
+        for part in message["content"]
+        if part.get("type") == "tool_result"
+    ]
+    assert result["tool_use_id"] == "toolu_01"
+
+
+@pytest.mark.parametrize(
+    ("upstream_status", "status", "code"),
+    [
+        (400, 400, "upstream_bad_request"),
+        (401, 502, "upstream_credentials_rejected"),
+        (429, 429, "upstream_rate_limited"),
+        (500, 503, "upstream_unavailable"),
+    ],
+)
+def test_anthropic_errors_fall_in_the_runners_categories(
+    runner: Runner, anthropic: AnthropicProvider, upstream_status: int, status: int, code: str
+):
+    runner.put("claude", claude(anthropic))
+    anthropic.fail_status = upstream_status
+    response = runner.chat("Claude")
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert "'Claude'" in error["message"] and "'claude'" in error["message"]
+    assert "sk-ant-test" not in response.text
+
+
+def test_oauth2_credentials_reach_an_anthropic_format_endpoint(
+    runner: Runner, anthropic: AnthropicProvider, token_server
+):
+    spec = claude(anthropic, **oauth2_fields(token_server))
+    for field in ("api_key_header", "api_key_value"):
+        spec.pop(field)
+    assert runner.put("claude", spec).status_code == 201
+    assert runner.chat("Claude").status_code == 200
+    assert anthropic.last.headers["authorization"].startswith("Bearer ")
+    assert "sk-ant" not in json.dumps(anthropic.last.headers)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"format": "gemini"}, "format", "'openai' or 'anthropic'"),
+        ({"format": "anthropic", "anthropic_version": "latest"}, "anthropic_version", "2023-06-01"),
+        ({"anthropic_version": "2023-06-01"}, "anthropic_version", '"format": "anthropic"'),
+    ],
+)
+def test_format_settings_are_refused_with_the_field_and_the_fix(
+    runner: Runner, anthropic: AnthropicProvider, change: dict[str, Any], field: str, words: str
+):
+    spec = {**claude(anthropic), "format": "openai", **change}
+    response = runner.put("claude", spec)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["error"]["problems"]
+    assert problem["field"] == field and words in problem["message"]
