@@ -4,6 +4,8 @@ API references, recording what they receive.
 - :class:`AnthropicProvider`: the Messages API (``POST /v1/messages``, ``x-api-key``,
   ``anthropic-version``), whole answers and server-sent events, ``tool_use`` blocks,
   and its error envelope.
+- :class:`OllamaProvider`: Ollama's chat API (``POST /api/chat``), whole answers and
+  streamed JSON lines, ``tool_calls``, and its ``{"error": …}`` answers.
 """
 
 from __future__ import annotations
@@ -149,3 +151,70 @@ async def _events(
         },
     )
     yield _sse("message_stop", {"type": "message_stop"})
+
+
+@dataclass
+class OllamaProvider:
+    """Answers ``"Ollama says: <last user text>"``, or with a tool call when the request
+    offers tools and the conversation does not end in a tool result yet."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    fail_status: int | None = None
+
+    def reset(self) -> None:
+        self.received.clear()
+        self.fail_status = None
+
+    @property
+    def last(self) -> Received:
+        return self.received[-1]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._chat, methods=["POST"])])
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(Received(request.url.path, dict(request.headers), body))
+        if self.fail_status is not None:
+            return JSONResponse(
+                {"error": f"ollama refused with {self.fail_status}"}, status_code=self.fail_status
+            )
+        last = body["messages"][-1]
+        message: dict[str, Any] = {"role": "assistant", "content": ""}
+        if body.get("tools") and last["role"] != "tool":
+            call = {
+                "function": {
+                    "name": body["tools"][0]["function"]["name"],
+                    "arguments": {"city": "Oslo"},
+                }
+            }
+            message["tool_calls"] = [call]
+        else:
+            message["content"] = f"Ollama says: {last['content']}"
+        done = {
+            "model": body["model"],
+            "created_at": "2026-11-26T12:00:00Z",
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 9,
+            "eval_count": 4,
+        }
+        if not body.get("stream"):
+            return JSONResponse({**done, "message": message})
+
+        async def lines() -> AsyncIterator[str]:
+            for word in message["content"].split(" ") if message["content"] else []:
+                piece = {"role": "assistant", "content": word + " "}
+                yield json.dumps({**done, "done": False, "message": piece}) + "\n"
+            last_piece = (
+                {**message, "content": ""}
+                if "tool_calls" in message
+                else {
+                    "role": "assistant",
+                    "content": "",
+                }
+            )
+            yield json.dumps({**done, "message": last_piece}) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from .fake_formats import AnthropicProvider
+from .fake_formats import AnthropicProvider, OllamaProvider
 from .helpers import Runner, oauth2_fields, serve
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -218,7 +218,7 @@ def test_oauth2_credentials_reach_an_anthropic_format_endpoint(
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"format": "gemini"}, "format", "'openai' or 'anthropic'"),
+        ({"format": "gemini"}, "format", "'openai', 'anthropic' or 'ollama'"),
         ({"format": "anthropic", "anthropic_version": "latest"}, "anthropic_version", "2023-06-01"),
         ({"anthropic_version": "2023-06-01"}, "anthropic_version", '"format": "anthropic"'),
     ],
@@ -231,3 +231,89 @@ def test_format_settings_are_refused_with_the_field_and_the_fix(
     assert response.status_code == 422, response.text
     [problem] = response.json()["error"]["problems"]
     assert problem["field"] == field and words in problem["message"]
+
+
+def test_models_say_how_each_model_is_reached(runner: Runner, anthropic: AnthropicProvider):
+    runner.put("claude", claude(anthropic))
+    runner.put(
+        "plain", {**claude(anthropic), "format": "openai", "model_properties": [{"name": "p"}]}
+    )
+    listed = {m["id"]: m for m in runner.http.get("/v1/models").json()["data"]}
+    assert (listed["Claude"]["format"], listed["Claude"]["type"]) == ("anthropic", "chat")
+    assert (listed["p"]["format"], listed["p"]["owned_by"]) == ("openai", "plain")
+
+
+@pytest.fixture(scope="module")
+def _ollama() -> Iterator[OllamaProvider]:
+    provider = OllamaProvider()
+    with serve(provider.app()) as url:
+        provider.url = url
+        yield provider
+
+
+@pytest.fixture
+def ollama(_ollama: OllamaProvider) -> OllamaProvider:
+    _ollama.reset()
+    return _ollama
+
+
+def llama(provider: OllamaProvider, **overrides: Any) -> dict[str, Any]:
+    return {
+        "authentication_type": "none",
+        "endpoint": f"{provider.url}/api",
+        "format": "ollama",
+        "num_retries": 0,
+        "model_properties": [
+            {"name": "llama3.2", "alias": "Llama", "supported_parameters": ["max_tokens", "tools"]}
+        ],
+        **overrides,
+    }
+
+
+def test_ollama_gets_its_chat_request_and_answers_in_openai_shape(
+    runner: Runner, ollama: OllamaProvider
+):
+    assert runner.put("llama", llama(ollama, headers={"X-Team": "evals"})).status_code == 201
+    reply = client(runner).chat.completions.create(model="Llama", messages=HELLO, max_tokens=20)
+    assert (reply.model, reply.choices[0].message.content) == ("Llama", "Ollama says: Hello there")
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (9, 4)
+    sent = ollama.last
+    assert sent.path == "/api/chat"
+    assert sent.body["model"] == "llama3.2" and sent.body["stream"] is False
+    assert sent.body["options"]["num_predict"] == 20
+    assert sent.headers["x-team"] == "evals"
+    assert "authorization" not in sent.headers  # "none": not even LiteLLM's placeholder
+
+
+def test_an_ollama_stream_of_json_lines_comes_back_as_openai_chunks(
+    runner: Runner, ollama: OllamaProvider
+):
+    runner.put("llama", llama(ollama))
+    answer = client(runner).chat.completions.create(model="Llama", messages=HELLO, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+    assert text.strip() == "Ollama says: Hello there"
+    assert ollama.last.body["stream"] is True
+
+
+def test_an_ollama_tool_call_comes_back_as_tool_calls(runner: Runner, ollama: OllamaProvider):
+    runner.put("llama", llama(ollama))
+    reply = client(runner).chat.completions.create(
+        model="Llama", messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS
+    )
+    [call] = reply.choices[0].message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "weather",
+        {"city": "Oslo"},
+    )
+    assert ollama.last.body["tools"][0]["function"]["name"] == "weather"
+
+
+@pytest.mark.parametrize(("upstream_status", "status"), [(404, 404), (500, 503)])
+def test_ollama_errors_fall_in_the_runners_categories(
+    runner: Runner, ollama: OllamaProvider, upstream_status: int, status: int
+):
+    runner.put("llama", llama(ollama))
+    ollama.fail_status = upstream_status
+    response = runner.chat("Llama")
+    assert response.status_code == status, response.text
+    assert "'Llama'" in response.json()["error"]["message"]

@@ -32,12 +32,22 @@ _DROPPED_NAMES_BYTES = 224
 
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
+    """Every alias, with the integration that serves it, the kind of model (``chat``) and
+    how it is reached: the endpoint's wire ``format``, or ``handler``."""
     registry: Registry = request.app.state.registry
     return {
         "object": "list",
         "data": [
-            {"id": d.alias, "object": "model", "created": 0, "owned_by": d.integration}
-            for d in registry.deployments()
+            {
+                "id": d.alias,
+                "object": "model",
+                "created": 0,
+                "owned_by": d.integration,
+                "type": "chat",
+                "format": "handler" if r.spec.custom_llm_config else r.spec.format,
+            }
+            for r in registry.integrations()
+            for d in r.deployments
         ],
     }
 

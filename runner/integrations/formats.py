@@ -16,27 +16,32 @@ from pydantic_core import PydanticCustomError
 
 from runner.errors import Problem
 
-Format = Literal["openai", "anthropic"]
+Format = Literal["openai", "anthropic", "ollama"]
 FORMATS: tuple[str, ...] = get_args(Format)
 
 ANTHROPIC_VERSION = "2023-06-01"
 """The ``anthropic-version`` LiteLLM sends unless the integration pins its own."""
 
+# LiteLLM's name for each format's provider.
+_PROVIDERS = {"anthropic": "anthropic", "ollama": "ollama_chat"}
 # What a user may paste after the base URL, which LiteLLM appends itself.
-_ANTHROPIC_SUFFIXES = ("/v1/messages", "/messages", "/v1")
+_SUFFIXES = {
+    "anthropic": ("/v1/messages", "/messages", "/v1"),
+    "ollama": ("/api/chat", "/api"),
+}
 
 
 def litellm_model(format: str, name: str) -> str:
     """The model string LiteLLM routes by: its provider prefix, then the upstream name."""
-    return f"{format}/{name}"
+    return f"{_PROVIDERS[format]}/{name}"
 
 
 def api_base(format: str, endpoint: str) -> str:
-    """The base URL LiteLLM appends the format's path to (``/v1/messages`` for anthropic)."""
-    if format == "anthropic":
-        for suffix in _ANTHROPIC_SUFFIXES:
-            if endpoint.endswith(suffix):
-                return endpoint.removesuffix(suffix)
+    """The base URL LiteLLM appends the format's path to (``/v1/messages`` for anthropic,
+    ``/api/chat`` for ollama)."""
+    for suffix in _SUFFIXES.get(format, ()):
+        if endpoint.endswith(suffix):
+            return endpoint.removesuffix(suffix)
     return endpoint
 
 

@@ -28,7 +28,8 @@ class CheckedTransport(httpx.AsyncBaseTransport):
     """Wraps ``inner``: answers longer than ``max_bytes``, or not chat completions, raise.
 
     With ``openai`` False (an endpoint speaking another wire format), a non-streamed
-    answer need only be a JSON object; stream events are checked the same way.
+    answer need only be a JSON object, and a stream is only counted: formats stream
+    differently (Ollama sends JSON lines, not events), and LiteLLM reads them.
     """
 
     def __init__(
@@ -36,20 +37,22 @@ class CheckedTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._inner = inner
         self._max_bytes = max_bytes
+        self._openai = openai
         self._check_answer = answers.completion if openai else answers.json_object
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
         response.request = request
         succeeded = 200 <= response.status_code < 300
-        events = _EventCheck() if succeeded and _asks_to_stream(request) else None
+        streamed = succeeded and _asks_to_stream(request)
+        events = _EventCheck() if streamed and self._openai else None
         checked = httpx.Response(
             response.status_code,
             headers=[(k, v) for k, v in response.headers.items() if k not in _ENCODING_HEADERS],
             stream=_CheckedStream(response, self._max_bytes, events),
             extensions=response.extensions,
         )
-        if not succeeded or events is not None:
+        if not succeeded or streamed:
             return checked  # a stream is checked as the SDK reads it
         try:
             body = await checked.aread()
