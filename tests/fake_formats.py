@@ -4,6 +4,9 @@ API references, recording what they receive.
 - :class:`AnthropicProvider`: the Messages API (``POST /v1/messages``, ``x-api-key``,
   ``anthropic-version``), whole answers and server-sent events, ``tool_use`` blocks,
   and its error envelope.
+- :class:`GeminiProvider`: the Gemini API (``POST /v1beta/models/{model}:generateContent``
+  and ``:streamGenerateContent?alt=sse``, ``x-goog-api-key``), ``functionCall`` parts,
+  and Google's error envelope.
 - :class:`OllamaProvider`: Ollama's chat API (``POST /api/chat``), whole answers and
   streamed JSON lines, ``tool_calls``, and its ``{"error": …}`` answers.
 """
@@ -218,3 +221,63 @@ class OllamaProvider:
             yield json.dumps({**done, "message": last_piece}) + "\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED"}
+
+
+@dataclass
+class GeminiProvider:
+    """Answers ``"Gemini says: <last user text>"``, or with a ``functionCall`` when the
+    request declares functions and the conversation does not end in a function response."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    fail_status: int | None = None
+
+    def reset(self) -> None:
+        self.received.clear()
+        self.fail_status = None
+
+    @property
+    def last(self) -> Received:
+        return self.received[-1]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._generate, methods=["POST"])])
+
+    async def _generate(self, request: Request) -> Response:
+        body = await request.json()
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        self.received.append(Received(path, dict(request.headers), body))
+        if self.fail_status is not None:
+            status = _GOOGLE_STATUS.get(self.fail_status, "INTERNAL")
+            error = {"code": self.fail_status, "message": "gemini refused", "status": status}
+            return JSONResponse({"error": error}, status_code=self.fail_status)
+        last = body["contents"][-1]["parts"]
+        if body.get("tools") and not any("functionResponse" in p for p in last):
+            name = body["tools"][0]["function_declarations"][0]["name"]
+            parts: list[dict[str, Any]] = [
+                {"functionCall": {"name": name, "args": {"city": "Oslo"}}}
+            ]
+        else:
+            text = " ".join(p.get("text", "") for p in last if "text" in p)
+            parts = [{"text": f"Gemini says: {text}"}]
+        answer = {
+            "candidates": [
+                {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 5,
+                "candidatesTokenCount": 3,
+                "totalTokenCount": 8,
+            },
+            "modelVersion": "gemini-2.5-flash",
+        }
+        if ":streamGenerateContent" not in request.url.path:
+            return JSONResponse(answer)
+
+        async def events() -> AsyncIterator[str]:
+            yield f"data: {json.dumps(answer)}\r\n\r\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")

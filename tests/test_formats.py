@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from .fake_formats import AnthropicProvider, OllamaProvider
+from .fake_formats import AnthropicProvider, GeminiProvider, OllamaProvider
 from .helpers import Runner, oauth2_fields, serve
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -218,7 +218,7 @@ def test_oauth2_credentials_reach_an_anthropic_format_endpoint(
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"format": "gemini"}, "format", "'openai', 'anthropic' or 'ollama'"),
+        ({"format": "bedrock"}, "format", "'openai', 'anthropic', 'gemini' or 'ollama'"),
         ({"format": "anthropic", "anthropic_version": "latest"}, "anthropic_version", "2023-06-01"),
         ({"anthropic_version": "2023-06-01"}, "anthropic_version", '"format": "anthropic"'),
     ],
@@ -317,3 +317,89 @@ def test_ollama_errors_fall_in_the_runners_categories(
     response = runner.chat("Llama")
     assert response.status_code == status, response.text
     assert "'Llama'" in response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def _gemini() -> Iterator[GeminiProvider]:
+    provider = GeminiProvider()
+    with serve(provider.app()) as url:
+        provider.url = url
+        yield provider
+
+
+@pytest.fixture
+def gemini(_gemini: GeminiProvider) -> GeminiProvider:
+    _gemini.reset()
+    return _gemini
+
+
+def flash(provider: GeminiProvider, **overrides: Any) -> dict[str, Any]:
+    return {
+        "authentication_type": "api_key",
+        "api_key_header": "x-goog-api-key",
+        "api_key_value": "goog-test-0123456789",
+        "endpoint": f"{provider.url}/v1beta",
+        "format": "gemini",
+        "num_retries": 0,
+        "model_properties": [
+            {
+                "name": "gemini-2.5-flash",
+                "alias": "Flash",
+                "supported_parameters": ["max_tokens", "tools"],
+            }
+        ],
+        **overrides,
+    }
+
+
+def test_gemini_gets_generate_content_and_answers_in_openai_shape(
+    runner: Runner, gemini: GeminiProvider
+):
+    assert runner.put("flash", flash(gemini)).status_code == 201
+    reply = client(runner).chat.completions.create(model="Flash", messages=HELLO, max_tokens=30)
+    assert (reply.model, reply.choices[0].message.content) == ("Flash", "Gemini says: Hello there")
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (5, 3)
+    sent = gemini.last
+    assert sent.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert sent.headers["x-goog-api-key"] == "goog-test-0123456789"
+    assert sent.body["contents"] == [{"role": "user", "parts": [{"text": "Hello there"}]}]
+    assert sent.body["generationConfig"]["max_output_tokens"] == 30
+
+
+def test_a_gemini_stream_and_a_keyless_gemini_endpoint(runner: Runner, gemini: GeminiProvider):
+    keyless = flash(gemini, authentication_type="none")
+    for field in ("api_key_header", "api_key_value"):
+        keyless.pop(field)
+    runner.put("flash", keyless)
+    answer = client(runner).chat.completions.create(model="Flash", messages=HELLO, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+    assert text == "Gemini says: Hello there"
+    assert gemini.last.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert "x-goog-api-key" not in gemini.last.headers  # not even LiteLLM's placeholder
+
+
+def test_a_gemini_function_call_comes_back_as_tool_calls(runner: Runner, gemini: GeminiProvider):
+    runner.put("flash", flash(gemini))
+    reply = client(runner).chat.completions.create(
+        model="Flash", messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS
+    )
+    [call] = reply.choices[0].message.tool_calls
+    assert call.function.name == "weather"
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}
+    declared = gemini.last.body["tools"][0]["function_declarations"][0]
+    assert declared["name"] == "weather"
+
+
+@pytest.mark.parametrize(
+    ("upstream_status", "status", "code"),
+    [(400, 400, "upstream_bad_request"), (429, 429, "upstream_rate_limited")],
+)
+def test_gemini_errors_fall_in_the_runners_categories(
+    runner: Runner, gemini: GeminiProvider, upstream_status: int, status: int, code: str
+):
+    runner.put("flash", flash(gemini))
+    gemini.fail_status = upstream_status
+    response = runner.chat("Flash")
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert "goog-test" not in response.text

@@ -133,6 +133,10 @@ def open_client(
 
     async def apply_fixed_headers(request: httpx.Request) -> None:
         # Request hooks run after the auth flow, so fixed headers override everything.
+        # LiteLLM puts its placeholder key in whatever header a format uses for keys;
+        # the auth flow has overwritten it where the integration sends a key there.
+        for name in [n for n, v in request.headers.items() if _SDK_PLACEHOLDER_KEY in v]:
+            del request.headers[name]
         request.headers.update(fixed_headers)
 
     http = httpx.AsyncClient(
@@ -150,7 +154,7 @@ def open_client(
             openai=integration.format == "openai",
         ),
         timeout=timeout,
-        event_hooks={"request": [apply_fixed_headers]} if fixed_headers else {},
+        event_hooks={"request": [apply_fixed_headers]},
     )
     if integration.format != "openai":
         # LiteLLM's own HTTP layer, sending over this client (imported by now: see

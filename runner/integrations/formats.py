@@ -16,17 +16,18 @@ from pydantic_core import PydanticCustomError
 
 from runner.errors import Problem
 
-Format = Literal["openai", "anthropic", "ollama"]
+Format = Literal["openai", "anthropic", "gemini", "ollama"]
 FORMATS: tuple[str, ...] = get_args(Format)
 
 ANTHROPIC_VERSION = "2023-06-01"
 """The ``anthropic-version`` LiteLLM sends unless the integration pins its own."""
 
 # LiteLLM's name for each format's provider.
-_PROVIDERS = {"anthropic": "anthropic", "ollama": "ollama_chat"}
+_PROVIDERS = {"anthropic": "anthropic", "gemini": "gemini", "ollama": "ollama_chat"}
 # What a user may paste after the base URL, which LiteLLM appends itself.
 _SUFFIXES = {
     "anthropic": ("/v1/messages", "/messages", "/v1"),
+    "gemini": ("/models",),
     "ollama": ("/api/chat", "/api"),
 }
 
@@ -38,7 +39,7 @@ def litellm_model(format: str, name: str) -> str:
 
 def api_base(format: str, endpoint: str) -> str:
     """The base URL LiteLLM appends the format's path to (``/v1/messages`` for anthropic,
-    ``/api/chat`` for ollama)."""
+    ``/models/{model}:generateContent`` for gemini, ``/api/chat`` for ollama)."""
     for suffix in _SUFFIXES.get(format, ()):
         if endpoint.endswith(suffix):
             return endpoint.removesuffix(suffix)

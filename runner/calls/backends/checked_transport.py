@@ -44,7 +44,11 @@ class CheckedTransport(httpx.AsyncBaseTransport):
         response = await self._inner.handle_async_request(request)
         response.request = request
         succeeded = 200 <= response.status_code < 300
-        streamed = succeeded and _asks_to_stream(request)
+        # Formats other than OpenAI's may ask for a stream in the URL (Gemini's
+        # :streamGenerateContent), so there the answer's own type counts too.
+        streamed = succeeded and (
+            _asks_to_stream(request) or (not self._openai and _is_stream(response))
+        )
         events = _EventCheck() if streamed and self._openai else None
         checked = httpx.Response(
             response.status_code,
@@ -143,3 +147,8 @@ def _asks_to_stream(request: httpx.Request) -> bool:
     except (ValueError, RecursionError, httpx.RequestNotRead):
         return False
     return isinstance(body, dict) and body.get("stream") is True
+
+
+def _is_stream(response: httpx.Response) -> bool:
+    kind = response.headers.get("content-type", "")
+    return kind.startswith(("text/event-stream", "application/x-ndjson"))
