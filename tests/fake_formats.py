@@ -4,6 +4,8 @@ API references, recording what they receive.
 - :class:`AnthropicProvider`: the Messages API (``POST /v1/messages``, ``x-api-key``,
   ``anthropic-version``), whole answers and server-sent events, ``tool_use`` blocks,
   and its error envelope.
+- :class:`AzureProvider`: Azure OpenAI (``POST /openai/deployments/{deployment}/chat/
+  completions?api-version=…``, ``api-key``), OpenAI's answers and events.
 - :class:`GeminiProvider`: the Gemini API (``POST /v1beta/models/{model}:generateContent``
   and ``:streamGenerateContent?alt=sse``, ``x-goog-api-key``), ``functionCall`` parts,
   and Google's error envelope.
@@ -279,5 +281,63 @@ class GeminiProvider:
 
         async def events() -> AsyncIterator[str]:
             yield f"data: {json.dumps(answer)}\r\n\r\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@dataclass
+class AzureProvider:
+    """Answers ``"Azure says: <last user text>"`` as an OpenAI chat completion."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    fail_status: int | None = None
+
+    def reset(self) -> None:
+        self.received.clear()
+        self.fail_status = None
+
+    @property
+    def last(self) -> Received:
+        return self.received[-1]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._chat, methods=["POST"])])
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        path = f"{request.url.path}?{request.url.query}"
+        self.received.append(Received(path, dict(request.headers), body))
+        if self.fail_status is not None:
+            error = {"code": str(self.fail_status), "message": "azure refused"}
+            return JSONResponse({"error": error}, status_code=self.fail_status)
+        text = f"Azure says: {body['messages'][-1]['content']}"
+        base = {"id": "chatcmpl-az", "created": 1, "model": "gpt-4o-2024-08-06"}
+        if not body.get("stream"):
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+            usage = {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10}
+            return JSONResponse(
+                {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+            )
+
+        async def events() -> AsyncIterator[str]:
+            for i, word in enumerate(text.split(" ")):
+                delta = {"content": word if i == 0 else f" {word}"}
+                chunk = {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                }
+                yield f"data: {json.dumps(chunk)}\n\n"
+            end = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
+            yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

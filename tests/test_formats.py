@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from .fake_formats import AnthropicProvider, GeminiProvider, OllamaProvider
+from .fake_formats import AnthropicProvider, AzureProvider, GeminiProvider, OllamaProvider
 from .helpers import Runner, oauth2_fields, serve
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -218,7 +218,9 @@ def test_oauth2_credentials_reach_an_anthropic_format_endpoint(
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"format": "bedrock"}, "format", "'openai', 'anthropic', 'gemini' or 'ollama'"),
+        ({"format": "bedrock"}, "format", "'openai', 'azure', 'anthropic', 'gemini' or 'ollama'"),
+        ({"format": "azure", "api_version": "v2"}, "api_version", "2024-10-21"),
+        ({"api_version": "2024-10-21"}, "api_version", '"format": "azure"'),
         ({"format": "anthropic", "anthropic_version": "latest"}, "anthropic_version", "2023-06-01"),
         ({"anthropic_version": "2023-06-01"}, "anthropic_version", '"format": "anthropic"'),
     ],
@@ -403,3 +405,71 @@ def test_gemini_errors_fall_in_the_runners_categories(
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert "goog-test" not in response.text
+
+
+@pytest.fixture(scope="module")
+def _azure() -> Iterator[AzureProvider]:
+    provider = AzureProvider()
+    with serve(provider.app()) as url:
+        provider.url = url
+        yield provider
+
+
+@pytest.fixture
+def azure(_azure: AzureProvider) -> AzureProvider:
+    _azure.reset()
+    return _azure
+
+
+def gpt_on_azure(provider: AzureProvider, **overrides: Any) -> dict[str, Any]:
+    return {
+        "authentication_type": "api_key",
+        "api_key_header": "api-key",
+        "api_key_value": "azure-test-0123456789",
+        "endpoint": provider.url,
+        "format": "azure",
+        "num_retries": 0,
+        "model_properties": [{"name": "gpt-4o-prod", "alias": "GPT on Azure"}],
+        **overrides,
+    }
+
+
+def test_azure_gets_its_deployment_path_version_and_key(runner: Runner, azure: AzureProvider):
+    assert runner.put("azure", gpt_on_azure(azure, api_version="2025-01-01-preview")).is_success
+    reply = client(runner).chat.completions.create(model="GPT on Azure", messages=HELLO)
+    assert (reply.model, reply.choices[0].message.content) == (
+        "GPT on Azure",
+        "Azure says: Hello there",
+    )
+    sent = azure.last
+    assert sent.path == (
+        "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2025-01-01-preview"
+    )
+    assert sent.headers["api-key"] == "azure-test-0123456789"
+    assert "authorization" not in sent.headers
+
+
+def test_an_azure_stream_with_the_default_version_and_an_oauth2_token(
+    runner: Runner, azure: AzureProvider, token_server
+):
+    spec = gpt_on_azure(azure, **oauth2_fields(token_server))
+    for field in ("api_key_header", "api_key_value"):
+        spec.pop(field)
+    runner.put("azure", spec)
+    answer = client(runner).chat.completions.create(
+        model="GPT on Azure", messages=HELLO, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in answer if c.choices) == (
+        "Azure says: Hello there"
+    )
+    assert azure.last.path.endswith("?api-version=2024-10-21")
+    assert azure.last.headers["authorization"].startswith("Bearer ")
+    assert "api-key" not in azure.last.headers  # LiteLLM's placeholder key is not sent
+
+
+def test_azure_errors_fall_in_the_runners_categories(runner: Runner, azure: AzureProvider):
+    runner.put("azure", gpt_on_azure(azure))
+    azure.fail_status = 429
+    response = runner.chat("GPT on Azure")
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "upstream_rate_limited"

@@ -27,7 +27,8 @@ from runner.calls.limits import guarded
 from runner.calls.prepare import mapped_headers, prepare
 from runner.calls.types import Deployment, Gate, Policy
 from runner.errors import IntegrationInvalid, RunnerError
-from runner.integrations.deployments import deployments_for, open_client
+from runner.integrations.clients import open_client
+from runner.integrations.deployments import deployments_for
 from runner.integrations.files import _expand, file_variables, read_integration
 from runner.integrations.schema import parse_integration
 from runner.scrub import caller_safe, mask, secret_strings

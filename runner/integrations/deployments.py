@@ -2,8 +2,8 @@
 
 Everything a call needs that does not depend on the request is computed here,
 once, at registration: which backend reaches the model (plain HTTP, LiteLLM or
-the handler; see :mod:`runner.calls.backends`), the credentials and fixed
-headers it sends, the limits it is held to, and the map from caller parameter
+the handler; see :mod:`runner.calls.backends`) over the integration's client
+(:mod:`runner.integrations.clients`), the limits it is held to, and the map from caller parameter
 names to the names sent upstream. The hot path then only filters the request
 and sends it.
 """
@@ -11,169 +11,23 @@ and sends it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
-import httpx
 
-from runner.calls.backends.checked_transport import CheckedTransport
 from runner.calls.backends.plain_http import PlainHttpBackend
 from runner.calls.backends.via_litellm import LiteLLMBackend
 from runner.calls.limits import DEFAULT_NUM_RETRIES
 from runner.calls.types import Backend, Deployment, Gate, Policy
-from runner.handlers.files import LoadedHandler
-from runner.handlers.providers import provider_name
+from runner.integrations.clients import PLACEHOLDER_KEY, UpstreamClient
+from runner.integrations.formats import AZURE_API_VERSION, litellm_model
 from runner.integrations.formats import api_base as litellm_api_base
-from runner.integrations.formats import format_headers, litellm_model
-from runner.integrations.redaction import secrets_of
 from runner.integrations.schema import Integration, Limits, ModelProperties
-from runner.scrub import secret_strings
-from runner.security.addresses import AddressPolicy
-from runner.security.credentials import (
-    Credentials,
-    HttpxAuth,
-    OAuth2Credentials,
-    credentials_for,
-)
-from runner.security.outbound import env_proxy, tls_context
-from runner.settings import DEFAULT_MAX_RESPONSE_BYTES
-
-if TYPE_CHECKING:
-    from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
-    from openai import AsyncOpenAI
-
-    from runner.handlers.adapter import HandlerAdapter
 
 # Newer OpenAI clients send "max_completion_tokens" where older endpoints take
 # "max_tokens": a model that declares one accepts the other under its own name.
 _TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
-_SDK_PLACEHOLDER_KEY = "runner-sends-its-own-credentials"
-
-
-@dataclass
-class UpstreamClient:
-    """What one integration holds open, shared by its models.
-
-    Both kinds have the integration's credentials (and with them, for OAuth2, a
-    token cache). An OpenAI-compatible integration has a pooled, authenticated
-    HTTP client for LiteLLM; a handler integration has its :class:`HandlerAdapter`.
-    """
-
-    credentials: Credentials
-    openai: AsyncOpenAI | None = None
-    http: httpx.AsyncClient | None = None
-    litellm_http: AsyncHTTPHandler | None = None
-    handler: HandlerAdapter | None = None
-
-    async def aclose(self) -> None:
-        if self.http is not None:
-            await self.http.aclose()
-        if isinstance(self.credentials, OAuth2Credentials):
-            await self.credentials.tokens.aclose()
-
-
-def open_handler(
-    name: str,
-    integration: Integration,
-    loaded: LoadedHandler,
-    timeout: float,
-    addresses: AddressPolicy,
-) -> UpstreamClient:
-    """Wrap a loaded handler so LiteLLM can call it with the integration's credentials.
-
-    The integration's secrets are listed here, once, for the adapter to mask in
-    the errors a handler causes.
-    """
-    from runner.handlers.adapter import (
-        HandlerAdapter,  # a CustomLLM: needs LiteLLM, loaded by now
-    )
-
-    credentials = credentials_for(integration, timeout, addresses)
-    adapter = HandlerAdapter(
-        provider=provider_name(name),
-        integration=name,
-        loaded=loaded,
-        credentials=credentials,
-        fixed_headers=integration.headers,
-        timeout=timeout,
-        secrets=secret_strings(value for _, value in secrets_of(integration)),
-    )
-    return UpstreamClient(credentials=credentials, handler=adapter)
-
-
-def open_client(
-    integration: Integration,
-    timeout: float,
-    addresses: AddressPolicy,
-    *,
-    via_litellm: bool,
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-) -> UpstreamClient:
-    """A client for ``integration.endpoint`` that authenticates every request it sends.
-
-    Only calls made through LiteLLM need a pooled client; the fast path sends
-    over the registry's shared session, so without ``via_litellm`` (and for the
-    ``openai`` format) the client holds just the credentials, and registering
-    stays cheap at scale. Its answers are held to what the fast path accepts
-    (:mod:`runner.calls.backends.checked_transport`). LiteLLM drives an
-    ``openai``-format endpoint through the OpenAI SDK over this client, and
-    every other format through its own HTTP handler wrapped around it; either
-    way the credentials, fixed headers, address policy and answer checks apply.
-    """
-    credentials = credentials_for(integration, timeout, addresses)
-    if not via_litellm and integration.format == "openai":
-        return UpstreamClient(credentials=credentials)
-
-    fixed_headers = {
-        **format_headers(integration.format, integration.anthropic_version),
-        **integration.headers,
-    }
-
-    async def apply_fixed_headers(request: httpx.Request) -> None:
-        # Request hooks run after the auth flow, so fixed headers override everything.
-        # LiteLLM puts its placeholder key in whatever header a format uses for keys;
-        # the auth flow has overwritten it where the integration sends a key there.
-        for name in [n for n, v in request.headers.items() if _SDK_PLACEHOLDER_KEY in v]:
-            del request.headers[name]
-        request.headers.update(fixed_headers)
-
-    http = httpx.AsyncClient(
-        auth=HttpxAuth(credentials),
-        # The proxy the environment chooses for this endpoint, looked up once per
-        # process rather than on every client (trust_env rescans os.environ each time).
-        trust_env=False,
-        transport=CheckedTransport(
-            addresses.transport(
-                verify=tls_context(),
-                proxy=env_proxy(integration.endpoint) if integration.endpoint else None,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-            ),
-            max_response_bytes,
-            openai=integration.format == "openai",
-        ),
-        timeout=timeout,
-        event_hooks={"request": [apply_fixed_headers]},
-    )
-    if integration.format != "openai":
-        # LiteLLM's own HTTP layer, sending over this client (imported by now: see
-        # Registry.stage).
-        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
-
-        handler = AsyncHTTPHandler(timeout=timeout)
-        handler.client = http
-        return UpstreamClient(credentials=credentials, http=http, litellm_http=handler)
-    from openai import AsyncOpenAI  # slow to import, and only the LiteLLM path needs it
-
-    openai = AsyncOpenAI(
-        api_key=_SDK_PLACEHOLDER_KEY,
-        base_url=integration.endpoint,
-        http_client=http,
-        max_retries=0,
-        timeout=timeout,
-    )
-    return UpstreamClient(credentials=credentials, openai=openai, http=http)
 
 
 def accepted_parameters(model: ModelProperties) -> dict[str, str]:
@@ -268,13 +122,21 @@ def _litellm_backend(
         target: dict[str, Any] = {"model": f"{client.handler.provider}/{model.name}"}
     elif integration.format == "openai":
         target = {"model": f"openai/{model.name}", "client": client.openai}
+    elif integration.format == "azure":
+        target = {
+            "model": litellm_model("azure", model.name),
+            "client": client.openai,
+            "api_key": PLACEHOLDER_KEY,
+            "api_version": integration.api_version or AZURE_API_VERSION,
+        }
+        api_base = litellm_api_base("azure", integration.endpoint or "")
     else:
         target = {
             "model": litellm_model(integration.format, model.name),
             "client": client.litellm_http,
             # The credentials are the client's to send (see open_client); LiteLLM
             # insists on a key, so it gets a placeholder that is never a secret.
-            "api_key": _SDK_PLACEHOLDER_KEY,
+            "api_key": PLACEHOLDER_KEY,
         }
         api_base = litellm_api_base(integration.format, integration.endpoint or "")
     return LiteLLMBackend(

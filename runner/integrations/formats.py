@@ -16,16 +16,26 @@ from pydantic_core import PydanticCustomError
 
 from runner.errors import Problem
 
-Format = Literal["openai", "anthropic", "gemini", "ollama"]
+Format = Literal["openai", "azure", "anthropic", "gemini", "ollama"]
 FORMATS: tuple[str, ...] = get_args(Format)
+OPENAI_SHAPED = frozenset({"openai", "azure"})
+"""Formats whose answers are OpenAI chat completions, checked as such."""
 
 ANTHROPIC_VERSION = "2023-06-01"
 """The ``anthropic-version`` LiteLLM sends unless the integration pins its own."""
+AZURE_API_VERSION = "2024-10-21"
+"""The Azure OpenAI ``api-version`` sent unless the integration sets ``api_version``."""
 
 # LiteLLM's name for each format's provider.
-_PROVIDERS = {"anthropic": "anthropic", "gemini": "gemini", "ollama": "ollama_chat"}
+_PROVIDERS = {
+    "azure": "azure",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+    "ollama": "ollama_chat",
+}
 # What a user may paste after the base URL, which LiteLLM appends itself.
 _SUFFIXES = {
+    "azure": ("/openai",),
     "anthropic": ("/v1/messages", "/messages", "/v1"),
     "gemini": ("/models",),
     "ollama": ("/api/chat", "/api"),
@@ -38,8 +48,9 @@ def litellm_model(format: str, name: str) -> str:
 
 
 def api_base(format: str, endpoint: str) -> str:
-    """The base URL LiteLLM appends the format's path to (``/v1/messages`` for anthropic,
-    ``/models/{model}:generateContent`` for gemini, ``/api/chat`` for ollama)."""
+    """The base URL LiteLLM appends the format's path to (``/openai/deployments/...`` for
+    azure, ``/v1/messages`` for anthropic, ``/models/{model}:generateContent`` for
+    gemini, ``/api/chat`` for ollama)."""
     for suffix in _SUFFIXES.get(format, ()):
         if endpoint.endswith(suffix):
             return endpoint.removesuffix(suffix)
@@ -55,6 +66,19 @@ def format_headers(format: str, anthropic_version: str | None) -> dict[str, str]
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_AZURE_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
+
+
+def azure_api_version(value: str) -> str:
+    """An Azure OpenAI ``api-version``: a date, perhaps marked ``-preview``."""
+    if not _AZURE_VERSION.fullmatch(value):
+        raise PydanticCustomError(
+            "api_version",
+            "must be an Azure OpenAI API version such as {example} (or one ending in "
+            "-preview), as Azure's docs list them",
+            {"example": AZURE_API_VERSION},
+        )
+    return value
 
 
 def anthropic_version(value: str) -> str:
@@ -69,7 +93,9 @@ def anthropic_version(value: str) -> str:
     return value
 
 
-def format_problems(format: str, *, handler: bool, anthropic_version: str | None) -> list[Problem]:
+def format_problems(
+    format: str, *, handler: bool, anthropic_version: str | None, api_version: str | None
+) -> list[Problem]:
     """Format-specific settings belong to their format; a handler speaks for itself."""
     problems = []
     if format != "openai" and handler:
@@ -85,6 +111,12 @@ def format_problems(format: str, *, handler: bool, anthropic_version: str | None
             Problem(
                 "anthropic_version",
                 'applies only with "format": "anthropic"; remove it or set that format',
+            )
+        )
+    if api_version is not None and format != "azure":
+        problems.append(
+            Problem(
+                "api_version", 'applies only with "format": "azure"; remove it or set that format'
             )
         )
     return problems

@@ -29,12 +29,8 @@ from runner.handlers.providers import (
     unregister_provider,
 )
 from runner.integrations.checks import check_addresses, check_conflicts, check_name
-from runner.integrations.deployments import (
-    UpstreamClient,
-    deployments_for,
-    open_client,
-    open_handler,
-)
+from runner.integrations.clients import UpstreamClient, open_client, open_handler
+from runner.integrations.deployments import deployments_for
 from runner.integrations.schema import Integration
 from runner.security.addresses import AddressPolicy
 from runner.settings import Settings

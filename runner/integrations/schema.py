@@ -34,7 +34,12 @@ from runner.integrations.catalog import (
     closest_builtin_names,
     lookup_builtin,
 )
-from runner.integrations.formats import Format, anthropic_version, format_problems
+from runner.integrations.formats import (
+    Format,
+    anthropic_version,
+    azure_api_version,
+    format_problems,
+)
 from runner.integrations.schema_refusals import KnownFields, problems_from
 from runner.text_rules import PLAIN, VISIBLE, http_url
 
@@ -50,6 +55,7 @@ HeaderValue = Annotated[str, PLAIN]
 Secret = Annotated[SecretStr, PLAIN]
 MappableField = Literal["job_id", "user_id", "project_id", "run_id"]
 AnthropicVersion = Annotated[str, AfterValidator(anthropic_version)]
+AzureApiVersion = Annotated[str, AfterValidator(azure_api_version)]
 
 
 class Limits(BaseModel):
@@ -144,9 +150,10 @@ class _IntegrationBase(Limits):
     custom_llm_config: CustomLLMConfig | None = None
     format: Format = Field(
         default="openai",
-        description="The wire format the endpoint speaks: openai (the default), anthropic.",
+        description="The wire format the endpoint speaks (see runner.integrations.formats).",
     )
     anthropic_version: AnthropicVersion | None = None
+    api_version: AzureApiVersion | None = None
 
     @field_validator("endpoint")
     @classmethod
@@ -258,6 +265,7 @@ def _cross_field_problems(integration: Integration) -> list[Problem]:
             integration.format,
             handler=integration.custom_llm_config is not None,
             anthropic_version=integration.anthropic_version,
+            api_version=integration.api_version,
         )
     )
     seen: dict[str, int] = {}
