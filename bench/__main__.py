@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from . import handler, measure, report, targets, upstream, workers
+from . import formats, handler, measure, report, targets, upstream, workers
 from .measure import Endpoint
 from .targets import MODEL, STREAM_MODEL
 
@@ -98,6 +98,7 @@ def _run(
         _wait_upstream(up_url)
         _log(f"upstream: {up_kind} on {up_url}")
         targets.write_runner_config(workdir / "small", up_url, 2)
+        formats.write_runner_config(workdir / "small", up_url)
         targets.write_runner_config(workdir / "many", up_url, many)
         small = targets.start_runner("runner", workdir / "small")
         servers.append(small)
@@ -110,9 +111,9 @@ def _run(
         proxy = None
         command = targets.litellm_proxy_command() if with_proxy else None
         if command:
-            proxy = targets.start_litellm_proxy(
-                command, up_url, workdir, *handler.proxy_config_lines(workdir)
-            )
+            models, settings = handler.proxy_config_lines(workdir)
+            models += formats.proxy_model_lines(up_url)
+            proxy = targets.start_litellm_proxy(command, up_url, workdir, models, settings)
             servers.append(proxy)
         else:
             _log("LiteLLM proxy skipped (install with: pip install 'litellm[proxy]')")
@@ -122,6 +123,8 @@ def _run(
         )
         _log("offline handler: latency and throughput, runner against LiteLLM's proxy")
         results["handler"] = handler.compare(small, proxy, rounds, seconds, prefer_wrk)
+        _log("anthropic format: latency and throughput, runner against LiteLLM's proxy")
+        results["anthropic"] = formats.compare(up_url, small, proxy, rounds, seconds, prefer_wrk)
         _log(f"throughput: 1 worker against {workers.WORKERS}, alternating passes")
         results["workers"] = workers.compare(small, pair, seconds, prefer_wrk)
         return results

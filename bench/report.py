@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import handler, workers
+from . import formats, handler, workers
 
 
 def machine() -> str:
@@ -81,6 +81,7 @@ def table(results: dict) -> str:
         "wall time of the POST.",
     ]
     lines += handler.report_lines(results["handler"])
+    lines += formats.report_lines(results["anthropic"])
     lines += workers.report_lines(results["workers"], results["load_generator"])
     lines += _store_lines(results["store"])
     lines += ["", *_verdicts(results)]
@@ -134,6 +135,7 @@ def _verdicts(results: dict) -> list[str]:
             max(results["register_one_more_ms"].values()) < 10,
         ),
         *handler.verdicts(results["handler"]),
+        *formats.verdicts(results["anthropic"]),
         workers.verdict(results["workers"]),
     ]
     startup, post = results["store"]["startup"], results["store"]["post_ms"]

@@ -1,7 +1,8 @@
 """The fixed upstream every target calls: nginx when installed, else a small asyncio server.
 
-Both answer ``POST /v1/chat/completions`` with one fixed chat completion and
-``POST /stream/v1/chat/completions`` with one fixed SSE stream, as fast as the
+Both answer ``POST /v1/chat/completions`` with one fixed chat completion,
+``POST /stream/v1/chat/completions`` with one fixed SSE stream and
+``POST /anthropic/v1/messages`` with one fixed Anthropic message, as fast as the
 machine allows, so what is measured is the gateway in front of them.
 """
 
@@ -28,6 +29,11 @@ STREAM = (
     b"data: " + _CHUNK % (b"{}", b'"stop"') + b"\n\n"
     b"data: [DONE]\n\n"
 )
+MESSAGE = (
+    b'{"id":"msg_bench","type":"message","role":"assistant","model":"claude-bench",'
+    b'"content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,'
+    b'"usage":{"input_tokens":1,"output_tokens":1}}'
+)
 NGINX_TEMPLATE = Path(__file__).with_name("nginx.conf")
 
 
@@ -42,6 +48,7 @@ def start(port: int, workdir: Path, prefer_nginx: bool = True) -> tuple[subproce
             .replace("@DIR@", str(workdir))
             .replace("@COMPLETION@", COMPLETION.decode())
             .replace("@STREAM@", STREAM.decode().replace("\n", "\\n"))
+            .replace("@MESSAGE@", MESSAGE.decode())
         )
         process = subprocess.Popen(
             [nginx, "-p", str(workdir), "-c", str(conf)],
@@ -71,6 +78,7 @@ def _response(body: bytes, content_type: bytes) -> bytes:
 _RESPONSES = {
     b"/v1/chat/completions": _response(COMPLETION, b"application/json"),
     b"/stream/v1/chat/completions": _response(STREAM, b"text/event-stream"),
+    b"/anthropic/v1/messages": _response(MESSAGE, b"application/json"),
 }
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
