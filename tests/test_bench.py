@@ -41,6 +41,10 @@ def test_benchmark_smoke_run(tmp_path: Path):
     assert results["targets"]["runner"]["requests_per_second"] > 0
     assert "| **runner ÷ proxy** |" in result.stdout
     assert set(results["register_one_more_ms"]) == {"plain", "handler"}
+    for scenario in ("handler", "anthropic"):  # each against LiteLLM's proxy, both answering
+        assert set(results[scenario]) == {"runner", "litellm_proxy"}
+        assert all(f["requests_per_second"] > 0 for f in results[scenario].values())
+    assert "Anthropic-format endpoint" in result.stdout
     store = results["store"]
     assert store["startup"]["stored"] == 100
     assert store["startup"]["load_seconds"] > 0
