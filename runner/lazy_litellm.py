@@ -49,3 +49,17 @@ async def load() -> None:
     """Import LiteLLM ahead of the calls that need it, without blocking the event loop."""
     if _litellm is None:
         await asyncio.to_thread(litellm)
+
+
+def describe_model(model: str, provider: str) -> None:
+    """Tell LiteLLM of a model it does not know (``provider/name``), once.
+
+    For a name missing from its cost map LiteLLM searches for a similar model on
+    every call, dozens of lookups and thousands of regular expressions, about
+    4 ms of CPU; an entry, even one saying only the provider and mode, ends the
+    search. It changes nothing LiteLLM sends (defaults such as ``max_tokens``
+    come from the provider's rules, not from this entry).
+    """
+    module = litellm()
+    if model not in module.model_cost:
+        module.register_model({model: {"litellm_provider": provider, "mode": "chat"}})

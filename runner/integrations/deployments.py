@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from runner import lazy_litellm
 from runner.calls.backends.plain_http import PlainHttpBackend
 from runner.calls.backends.via_litellm import LiteLLMBackend
 from runner.calls.limits import DEFAULT_NUM_RETRIES
@@ -123,6 +124,7 @@ def _litellm_backend(
     elif integration.format == "openai":
         target = {"model": f"openai/{model.name}", "client": client.openai}
     elif integration.format == "azure":
+        lazy_litellm.describe_model(litellm_model("azure", model.name), "azure")
         target = {
             "model": litellm_model("azure", model.name),
             "client": client.openai,
@@ -131,8 +133,10 @@ def _litellm_backend(
         }
         api_base = litellm_api_base("azure", integration.endpoint or "")
     else:
+        litellm_name = litellm_model(integration.format, model.name)
+        lazy_litellm.describe_model(litellm_name, litellm_name.split("/", 1)[0])
         target = {
-            "model": litellm_model(integration.format, model.name),
+            "model": litellm_name,
             "client": client.litellm_http,
             # The credentials are the client's to send (see open_client); LiteLLM
             # insists on a key, so it gets a placeholder that is never a secret.
