@@ -38,12 +38,10 @@ _ERROR_TYPES = {
 
 
 @dataclass
-class AnthropicProvider:
-    """Answers ``"Claude says: <last user text>"``, or with a ``tool_use`` block when the
-    request offers tools and the conversation does not end in a tool result yet.
-
-    ``fail_status`` makes it answer with Anthropic's error envelope and that status.
-    """
+class FakeProvider:
+    """What every fake here shares: it records each request (path with its query,
+    headers, JSON body), and answers ``fail_status`` in its provider's error envelope
+    when a test sets one, else with :meth:`answer`."""
 
     url: str = ""
     received: list[Received] = field(default_factory=list)
@@ -58,15 +56,35 @@ class AnthropicProvider:
         return self.received[-1]
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._messages, methods=["POST"])])
+        return Starlette(routes=[Route("/{path:path}", self._record, methods=["POST"])])
 
-    async def _messages(self, request: Request) -> Response:
+    async def _record(self, request: Request) -> Response:
         body = await request.json()
-        self.received.append(Received(request.url.path, dict(request.headers), body))
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        self.received.append(Received(path, dict(request.headers), body))
         if self.fail_status is not None:
-            kind = _ERROR_TYPES.get(self.fail_status, "api_error")
-            error = {"type": kind, "message": f"anthropic refused with {self.fail_status}"}
-            return JSONResponse({"type": "error", "error": error}, status_code=self.fail_status)
+            return self.error(self.fail_status)
+        return self.answer(request.url.path, body)
+
+    def error(self, status: int) -> Response:
+        raise NotImplementedError
+
+    def answer(self, path: str, body: dict[str, Any]) -> Response:
+        raise NotImplementedError
+
+
+class AnthropicProvider(FakeProvider):
+    """Answers ``"Claude says: <last user text>"``, or with a ``tool_use`` block when the
+    request offers tools and the conversation does not end in a tool result yet.
+
+    """
+
+    def error(self, status: int) -> Response:
+        kind = _ERROR_TYPES.get(status, "api_error")
+        error = {"type": kind, "message": f"anthropic refused with {status}"}
+        return JSONResponse({"type": "error", "error": error}, status_code=status)
+
+    def answer(self, path: str, body: dict[str, Any]) -> Response:
         blocks = _answer(body)
         usage = {"input_tokens": 11, "output_tokens": 7}
         stop = "tool_use" if blocks[-1]["type"] == "tool_use" else "end_turn"
@@ -158,33 +176,14 @@ async def _events(
     yield _sse("message_stop", {"type": "message_stop"})
 
 
-@dataclass
-class OllamaProvider:
+class OllamaProvider(FakeProvider):
     """Answers ``"Ollama says: <last user text>"``, or with a tool call when the request
     offers tools and the conversation does not end in a tool result yet."""
 
-    url: str = ""
-    received: list[Received] = field(default_factory=list)
-    fail_status: int | None = None
+    def error(self, status: int) -> Response:
+        return JSONResponse({"error": f"ollama refused with {status}"}, status_code=status)
 
-    def reset(self) -> None:
-        self.received.clear()
-        self.fail_status = None
-
-    @property
-    def last(self) -> Received:
-        return self.received[-1]
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._chat, methods=["POST"])])
-
-    async def _chat(self, request: Request) -> Response:
-        body = await request.json()
-        self.received.append(Received(request.url.path, dict(request.headers), body))
-        if self.fail_status is not None:
-            return JSONResponse(
-                {"error": f"ollama refused with {self.fail_status}"}, status_code=self.fail_status
-            )
+    def answer(self, path: str, body: dict[str, Any]) -> Response:
         last = body["messages"][-1]
         message: dict[str, Any] = {"role": "assistant", "content": ""}
         if body.get("tools") and last["role"] != "tool":
@@ -228,34 +227,16 @@ class OllamaProvider:
 _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED"}
 
 
-@dataclass
-class GeminiProvider:
+class GeminiProvider(FakeProvider):
     """Answers ``"Gemini says: <last user text>"``, or with a ``functionCall`` when the
     request declares functions and the conversation does not end in a function response."""
 
-    url: str = ""
-    received: list[Received] = field(default_factory=list)
-    fail_status: int | None = None
+    def error(self, status: int) -> Response:
+        google = _GOOGLE_STATUS.get(status, "INTERNAL")
+        error = {"code": status, "message": "gemini refused", "status": google}
+        return JSONResponse({"error": error}, status_code=status)
 
-    def reset(self) -> None:
-        self.received.clear()
-        self.fail_status = None
-
-    @property
-    def last(self) -> Received:
-        return self.received[-1]
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._generate, methods=["POST"])])
-
-    async def _generate(self, request: Request) -> Response:
-        body = await request.json()
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        self.received.append(Received(path, dict(request.headers), body))
-        if self.fail_status is not None:
-            status = _GOOGLE_STATUS.get(self.fail_status, "INTERNAL")
-            error = {"code": self.fail_status, "message": "gemini refused", "status": status}
-            return JSONResponse({"error": error}, status_code=self.fail_status)
+    def answer(self, path: str, body: dict[str, Any]) -> Response:
         last = body["contents"][-1]["parts"]
         if body.get("tools") and not any("functionResponse" in p for p in last):
             name = body["tools"][0]["function_declarations"][0]["name"]
@@ -276,7 +257,7 @@ class GeminiProvider:
             },
             "modelVersion": "gemini-2.5-flash",
         }
-        if ":streamGenerateContent" not in request.url.path:
+        if ":streamGenerateContent" not in path:
             return JSONResponse(answer)
 
         async def events() -> AsyncIterator[str]:
@@ -285,32 +266,15 @@ class GeminiProvider:
         return StreamingResponse(events(), media_type="text/event-stream")
 
 
-@dataclass
-class AzureProvider:
+class AzureProvider(FakeProvider):
     """Answers ``"Azure says: <last user text>"`` as an OpenAI chat completion."""
 
-    url: str = ""
-    received: list[Received] = field(default_factory=list)
-    fail_status: int | None = None
+    def error(self, status: int) -> Response:
+        return JSONResponse(
+            {"error": {"code": str(status), "message": "azure refused"}}, status_code=status
+        )
 
-    def reset(self) -> None:
-        self.received.clear()
-        self.fail_status = None
-
-    @property
-    def last(self) -> Received:
-        return self.received[-1]
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._chat, methods=["POST"])])
-
-    async def _chat(self, request: Request) -> Response:
-        body = await request.json()
-        path = f"{request.url.path}?{request.url.query}"
-        self.received.append(Received(path, dict(request.headers), body))
-        if self.fail_status is not None:
-            error = {"code": str(self.fail_status), "message": "azure refused"}
-            return JSONResponse({"error": error}, status_code=self.fail_status)
+    def answer(self, path: str, body: dict[str, Any]) -> Response:
         text = f"Azure says: {body['messages'][-1]['content']}"
         base = {"id": "chatcmpl-az", "created": 1, "model": "gpt-4o-2024-08-06"}
         if not body.get("stream"):

@@ -4,6 +4,7 @@ and the provider's errors in the runner's categories."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,13 @@ from typing import Any
 import openai
 import pytest
 
-from .fake_formats import AnthropicProvider, AzureProvider, GeminiProvider, OllamaProvider
+from .fake_formats import (
+    AnthropicProvider,
+    AzureProvider,
+    FakeProvider,
+    GeminiProvider,
+    OllamaProvider,
+)
 from .helpers import Runner, oauth2_fields, serve
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -28,17 +35,43 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def _anthropic() -> Iterator[AnthropicProvider]:
-    provider = AnthropicProvider()
-    with serve(provider.app()) as url:
-        provider.url = url
-        yield provider
+def _fakes() -> Iterator[dict[str, FakeProvider]]:
+    """One loopback server per provider format, for the whole module."""
+    fakes: dict[str, FakeProvider] = {
+        "anthropic": AnthropicProvider(),
+        "azure": AzureProvider(),
+        "gemini": GeminiProvider(),
+        "ollama": OllamaProvider(),
+    }
+    with contextlib.ExitStack() as stack:
+        for fake in fakes.values():
+            fake.url = stack.enter_context(serve(fake.app()))
+        yield fakes
+
+
+def _fresh(fakes: dict[str, FakeProvider], name: str) -> Any:
+    fakes[name].reset()
+    return fakes[name]
 
 
 @pytest.fixture
-def anthropic(_anthropic: AnthropicProvider) -> AnthropicProvider:
-    _anthropic.reset()
-    return _anthropic
+def anthropic(_fakes: dict[str, FakeProvider]) -> AnthropicProvider:
+    return _fresh(_fakes, "anthropic")
+
+
+@pytest.fixture
+def azure(_fakes: dict[str, FakeProvider]) -> AzureProvider:
+    return _fresh(_fakes, "azure")
+
+
+@pytest.fixture
+def gemini(_fakes: dict[str, FakeProvider]) -> GeminiProvider:
+    return _fresh(_fakes, "gemini")
+
+
+@pytest.fixture
+def ollama(_fakes: dict[str, FakeProvider]) -> OllamaProvider:
+    return _fresh(_fakes, "ollama")
 
 
 def claude(provider: AnthropicProvider, **overrides: Any) -> dict[str, Any]:
@@ -245,20 +278,6 @@ def test_models_say_how_each_model_is_reached(runner: Runner, anthropic: Anthrop
     assert (listed["p"]["format"], listed["p"]["owned_by"]) == ("openai", "plain")
 
 
-@pytest.fixture(scope="module")
-def _ollama() -> Iterator[OllamaProvider]:
-    provider = OllamaProvider()
-    with serve(provider.app()) as url:
-        provider.url = url
-        yield provider
-
-
-@pytest.fixture
-def ollama(_ollama: OllamaProvider) -> OllamaProvider:
-    _ollama.reset()
-    return _ollama
-
-
 def llama(provider: OllamaProvider, **overrides: Any) -> dict[str, Any]:
     return {
         "authentication_type": "none",
@@ -319,20 +338,6 @@ def test_ollama_errors_fall_in_the_runners_categories(
     response = runner.chat("Llama")
     assert response.status_code == status, response.text
     assert "'Llama'" in response.json()["error"]["message"]
-
-
-@pytest.fixture(scope="module")
-def _gemini() -> Iterator[GeminiProvider]:
-    provider = GeminiProvider()
-    with serve(provider.app()) as url:
-        provider.url = url
-        yield provider
-
-
-@pytest.fixture
-def gemini(_gemini: GeminiProvider) -> GeminiProvider:
-    _gemini.reset()
-    return _gemini
 
 
 def flash(provider: GeminiProvider, **overrides: Any) -> dict[str, Any]:
@@ -405,20 +410,6 @@ def test_gemini_errors_fall_in_the_runners_categories(
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert "goog-test" not in response.text
-
-
-@pytest.fixture(scope="module")
-def _azure() -> Iterator[AzureProvider]:
-    provider = AzureProvider()
-    with serve(provider.app()) as url:
-        provider.url = url
-        yield provider
-
-
-@pytest.fixture
-def azure(_azure: AzureProvider) -> AzureProvider:
-    _azure.reset()
-    return _azure
 
 
 def gpt_on_azure(provider: AzureProvider, **overrides: Any) -> dict[str, Any]:
