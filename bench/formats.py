@@ -9,7 +9,6 @@ reported as added over calling the upstream's ``/anthropic/v1/messages`` directl
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 from . import measure
@@ -63,17 +62,13 @@ def compare(
             Endpoint("litellm_proxy", f"{proxy.url}/v1/chat/completions", measure.body(MODEL))
         )
     samples = measure.interleaved([direct, *targets], rounds, max(10, rounds // 10))
-    rates: dict[str, list[float]] = {}
-    for _ in range(2):  # A B A B
-        for endpoint in targets:
-            rate, _ = measure.throughput(endpoint, 32, seconds, tool)
-            rates.setdefault(endpoint.name, []).append(rate)
+    rates = measure.alternating_throughput(targets, seconds, tool)
     figures = {}
     for endpoint in targets:
         added = [t - d for t, d in zip(samples[endpoint.name], samples["direct"], strict=True)]
         figures[endpoint.name] = {
             "added_p50_ms": measure.p50(added) * 1000,
-            "requests_per_second": statistics.mean(rates[endpoint.name]),
+            "requests_per_second": rates[endpoint.name],
         }
     return figures
 
@@ -89,7 +84,7 @@ def report_lines(figures: dict) -> list[str]:
         line += (
             f"; LiteLLM proxy {proxy['added_p50_ms']:.2f} ms, "
             f"{proxy['requests_per_second']:,.0f} req/s "
-            f"(runner x{runner['requests_per_second'] / proxy['requests_per_second']:.1f})"
+            f"({measure.times_faster(runner, proxy)})"
         )
     return ["", line + "."]
 

@@ -7,7 +7,6 @@ handler, every millisecond measured is the server's own.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from . import measure
@@ -49,16 +48,12 @@ def compare(runner: Target, proxy: Target | None, rounds: int, seconds: float, t
             Endpoint("litellm_proxy", f"{proxy.url}/v1/chat/completions", measure.body(MODEL))
         )
     samples = measure.interleaved(endpoints, rounds, max(10, rounds // 10))
-    rates: dict[str, list[float]] = {}
-    for _ in range(2):  # A B A B
-        for endpoint in endpoints:
-            rate, _ = measure.throughput(endpoint, 32, seconds, tool)
-            rates.setdefault(endpoint.name, []).append(rate)
+    rates = measure.alternating_throughput(endpoints, seconds, tool)
     return {
         e.name: {
             "p50_ms": measure.p50(samples[e.name]) * 1000,
             "p99_ms": measure.percentile(samples[e.name], 0.99) * 1000,
-            "requests_per_second": statistics.mean(rates[e.name]),
+            "requests_per_second": rates[e.name],
         }
         for e in endpoints
     }
@@ -75,7 +70,7 @@ def report_lines(figures: dict) -> list[str]:
         line += (
             f"; LiteLLM proxy {proxy['p50_ms']:.2f} ms p50, {proxy['p99_ms']:.2f} ms p99, "
             f"{proxy['requests_per_second']:,.0f} req/s "
-            f"(runner x{runner['requests_per_second'] / proxy['requests_per_second']:.1f})"
+            f"({measure.times_faster(runner, proxy)})"
         )
     return ["", line + "."]
 

@@ -151,3 +151,21 @@ def throughput(
         check=True,
     ).stdout
     return float(json.loads(output)["requests_per_second"]), "bench.load (asyncio)"
+
+
+def alternating_throughput(
+    endpoints: list[Endpoint], seconds: float, prefer_wrk: bool = True
+) -> dict[str, float]:
+    """Mean requests per second at 32 connections for each endpoint, measured in two
+    alternating passes (A B A B), so neither gets the machine's quieter moment."""
+    rates: dict[str, list[float]] = {}
+    for _ in range(2):
+        for endpoint in endpoints:
+            rate, _ = throughput(endpoint, 32, seconds, prefer_wrk)
+            rates.setdefault(endpoint.name, []).append(rate)
+    return {name: statistics.mean(values) for name, values in rates.items()}
+
+
+def times_faster(runner: dict, proxy: dict) -> str:
+    """``runner xN``: the runner's throughput as a multiple of the proxy's."""
+    return f"runner x{runner['requests_per_second'] / proxy['requests_per_second']:.1f}"

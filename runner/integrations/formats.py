@@ -10,6 +10,7 @@ becomes LiteLLM's ``api_base``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal, get_args
 
 from pydantic_core import PydanticCustomError
@@ -65,32 +66,35 @@ def format_headers(format: str, anthropic_version: str | None) -> dict[str, str]
     return {}
 
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_AZURE_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
+def _version_check(field: str, pattern: str, example: str, describe: str) -> Callable[[str], str]:
+    """A validator for a format's version setting: ``value`` must match ``pattern``; a
+    refusal names the field and says ``describe``, with ``example`` as ``{example}``."""
+    shape = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not shape.fullmatch(value):
+            raise PydanticCustomError(field, describe, {"example": example})
+        return value
+
+    return check
 
 
-def azure_api_version(value: str) -> str:
-    """An Azure OpenAI ``api-version``: a date, perhaps marked ``-preview``."""
-    if not _AZURE_VERSION.fullmatch(value):
-        raise PydanticCustomError(
-            "api_version",
-            "must be an Azure OpenAI API version such as {example} (or one ending in "
-            "-preview), as Azure's docs list them",
-            {"example": AZURE_API_VERSION},
-        )
-    return value
-
-
-def anthropic_version(value: str) -> str:
-    """The ``anthropic-version`` an integration pins: a date, as Anthropic names versions."""
-    if not _DATE.fullmatch(value):
-        raise PydanticCustomError(
-            "anthropic_version",
-            "must be an Anthropic API version, a date such as {example} (sent as the "
-            "anthropic-version header)",
-            {"example": ANTHROPIC_VERSION},
-        )
-    return value
+azure_api_version = _version_check(
+    "api_version",
+    r"\d{4}-\d{2}-\d{2}(-preview)?",
+    AZURE_API_VERSION,
+    "must be an Azure OpenAI API version such as {example} (or one ending in -preview), "
+    "as Azure's docs list them",
+)
+anthropic_version = _version_check(
+    "anthropic_version",
+    r"\d{4}-\d{2}-\d{2}",
+    ANTHROPIC_VERSION,
+    "must be an Anthropic API version, a date such as {example} (sent as the "
+    "anthropic-version header)",
+)
+# Each format's own settings, and the format they belong to.
+_SETTING_FORMATS = {"api_version": "azure", "anthropic_version": "anthropic"}
 
 
 def format_problems(
@@ -106,17 +110,13 @@ def format_problems(
                 "its provider itself, so leave format out",
             )
         )
-    if anthropic_version is not None and format != "anthropic":
-        problems.append(
-            Problem(
-                "anthropic_version",
-                'applies only with "format": "anthropic"; remove it or set that format',
+    settings = {"anthropic_version": anthropic_version, "api_version": api_version}
+    for field, value in settings.items():
+        owner = _SETTING_FORMATS[field]
+        if value is not None and format != owner:
+            problems.append(
+                Problem(
+                    field, f'applies only with "format": "{owner}"; remove it or set that format'
+                )
             )
-        )
-    if api_version is not None and format != "azure":
-        problems.append(
-            Problem(
-                "api_version", 'applies only with "format": "azure"; remove it or set that format'
-            )
-        )
     return problems

@@ -64,13 +64,9 @@ class Staged:
 
 
 @dataclass(frozen=True)
-class Registered:
-    """One integration as it is serving now."""
+class Registered(Staged):
+    """One integration as it is serving now: a staged version, committed."""
 
-    name: str
-    spec: Integration
-    client: UpstreamClient
-    deployments: tuple[Deployment, ...]
     default: Deployment
     origin: Origin
 
