@@ -5,10 +5,13 @@ API references, recording what they receive.
   ``anthropic-version``), whole answers and server-sent events, ``tool_use`` blocks,
   and its error envelope.
 - :class:`AzureProvider`: Azure OpenAI (``POST /openai/deployments/{deployment}/chat/
-  completions?api-version=…``, ``api-key``), OpenAI's answers and events.
+  completions?api-version=…`` and ``…/embeddings``, ``api-key``), OpenAI's answers and
+  events.
 - :class:`GeminiProvider`: the Gemini API (``POST /v1beta/models/{model}:generateContent``
   and ``:streamGenerateContent?alt=sse``, ``x-goog-api-key``), ``functionCall`` parts,
   and Google's error envelope.
+- :class:`ResponsesProvider`: OpenAI's Responses API (``POST /v1/responses``), whole and
+  streamed as typed events, ``function_call`` items.
 - :class:`OllamaProvider`: Ollama's chat API (``POST /api/chat``), whole answers and
   streamed JSON lines, ``tool_calls``, and its ``{"error": …}`` answers.
 """
@@ -275,6 +278,16 @@ class AzureProvider(FakeProvider):
         )
 
     def answer(self, path: str, body: dict[str, Any]) -> Response:
+        if path.endswith("/embeddings"):
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [
+                {"object": "embedding", "index": i, "embedding": [float(len(t)), float(i), 0.5]}
+                for i, t in enumerate(texts)
+            ]
+            usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+            return JSONResponse(
+                {"object": "list", "data": data, "model": "text-embedding-3-small", "usage": usage}
+            )
         text = f"Azure says: {body['messages'][-1]['content']}"
         base = {"id": "chatcmpl-az", "created": 1, "model": "gpt-4o-2024-08-06"}
         if not body.get("stream"):
@@ -305,3 +318,99 @@ class AzureProvider(FakeProvider):
             yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+
+class ResponsesProvider(FakeProvider):
+    """OpenAI's Responses API (``POST /v1/responses``): answers ``"Responses says: <last
+    user text>"``, or with a ``function_call`` item when the request offers tools and its
+    input does not end in a function call's output; streams as the API's typed events."""
+
+    def error(self, status: int) -> Response:
+        error = {"message": f"responses refused with {status}", "type": "server_error"}
+        return JSONResponse({"error": error}, status_code=status)
+
+    def answer(self, path: str, body: dict[str, Any]) -> Response:
+        last = body["input"][-1]
+        if body.get("tools") and last.get("type") != "function_call_output":
+            item: dict[str, Any] = {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "call_1",
+                "name": body["tools"][0]["name"],
+                "arguments": json.dumps({"city": "Oslo"}),
+                "status": "completed",
+            }
+        else:
+            if last.get("type") == "function_call_output":
+                output = last["output"]
+                text = output if isinstance(output, str) else output[0]["text"]
+            else:
+                text = " ".join(p["text"] for p in last["content"] if p["type"] == "input_text")
+            content = [
+                {"type": "output_text", "text": f"Responses says: {text}", "annotations": []}
+            ]
+            item = {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": content,
+            }
+        response = {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 1,
+            "status": "completed",
+            "model": body["model"],
+            "output": [item],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13},
+        }
+        if not body.get("stream"):
+            return JSONResponse(response)
+        return StreamingResponse(_response_events(response, item), media_type="text/event-stream")
+
+
+async def _response_events(response: dict[str, Any], item: dict[str, Any]) -> AsyncIterator[str]:
+    """The Responses API's stream for one output item: created, the item's added, deltas
+    and done events, completed (with usage)."""
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    yield _sse("response.created", {"type": "response.created", "response": started})
+    added = (
+        {**item, "arguments": ""} if item["type"] == "function_call" else {**item, "content": []}
+    )
+    yield _sse(
+        "response.output_item.added",
+        {"type": "response.output_item.added", "output_index": 0, "item": added},
+    )
+    if item["type"] == "function_call":
+        arguments = item["arguments"]
+        for piece in (arguments[:5], arguments[5:]):
+            yield _sse(
+                "response.function_call_arguments.delta",
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "output_index": 0,
+                    "item_id": item["id"],
+                    "delta": piece,
+                },
+            )
+    else:
+        for i, word in enumerate(item["content"][0]["text"].split(" ")):
+            yield _sse(
+                "response.output_text.delta",
+                {
+                    "type": "response.output_text.delta",
+                    "output_index": 0,
+                    "content_index": 0,
+                    "item_id": item["id"],
+                    "delta": word if i == 0 else f" {word}",
+                },
+            )
+    yield _sse(
+        "response.output_item.done",
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    )
+    yield _sse("response.completed", {"type": "response.completed", "response": response})

@@ -18,6 +18,7 @@ from .fake_formats import (
     FakeProvider,
     GeminiProvider,
     OllamaProvider,
+    ResponsesProvider,
 )
 from .helpers import Runner, oauth2_fields, serve
 
@@ -42,6 +43,7 @@ def _fakes() -> Iterator[dict[str, FakeProvider]]:
         "azure": AzureProvider(),
         "gemini": GeminiProvider(),
         "ollama": OllamaProvider(),
+        "responses": ResponsesProvider(),
     }
     with contextlib.ExitStack() as stack:
         for fake in fakes.values():
@@ -67,6 +69,11 @@ def azure(_fakes: dict[str, FakeProvider]) -> AzureProvider:
 @pytest.fixture
 def gemini(_fakes: dict[str, FakeProvider]) -> GeminiProvider:
     return _fresh(_fakes, "gemini")
+
+
+@pytest.fixture
+def responses(_fakes: dict[str, FakeProvider]) -> ResponsesProvider:
+    return _fresh(_fakes, "responses")
 
 
 @pytest.fixture
@@ -251,7 +258,11 @@ def test_oauth2_credentials_reach_an_anthropic_format_endpoint(
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"format": "bedrock"}, "format", "'openai', 'azure', 'anthropic', 'gemini' or 'ollama'"),
+        (
+            {"format": "bedrock"},
+            "format",
+            "'openai', 'azure', 'anthropic', 'gemini', 'ollama' or 'openai-responses'",
+        ),
         ({"format": "azure", "api_version": "v2"}, "api_version", "2024-10-21"),
         ({"api_version": "2024-10-21"}, "api_version", '"format": "azure"'),
         ({"format": "anthropic", "anthropic_version": "latest"}, "anthropic_version", "2023-06-01"),
@@ -464,3 +475,151 @@ def test_azure_errors_fall_in_the_runners_categories(runner: Runner, azure: Azur
     response = runner.chat("GPT on Azure")
     assert response.status_code == 429, response.text
     assert response.json()["error"]["code"] == "upstream_rate_limited"
+
+
+def responses_only(provider: ResponsesProvider, **overrides: Any) -> dict[str, Any]:
+    return {
+        "authentication_type": "api_key",
+        "api_key_header": "Authorization",
+        "api_key_value": "Bearer sk-responses-5",
+        "endpoint": f"{provider.url}/v1",
+        "format": "openai-responses",
+        "num_retries": 0,
+        "model_properties": [
+            {
+                "name": "gpt-5-pro",
+                "alias": "Pro",
+                "supported_parameters": ["max_tokens", "temperature", "tools", "tool_choice"],
+            }
+        ],
+        **overrides,
+    }
+
+
+def test_a_responses_only_upstream_gets_the_responses_api(
+    runner: Runner, responses: ResponsesProvider
+):
+    spec = responses_only(responses, custom_header_mapping={"job_id": "X-Job"})
+    assert runner.put("pro", spec).status_code == 201, runner.put("pro", spec).text
+    reply = client(runner).chat.completions.create(
+        model="Pro",
+        messages=[{"role": "system", "content": "Be brief."}, *HELLO],
+        max_tokens=50,
+        extra_body={"metadata": {"job_id": "job-9"}},
+    )
+    assert reply.model == "Pro"
+    assert reply.choices[0].message.content == "Responses says: Hello there"
+    assert reply.choices[0].finish_reason == "stop"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (9, 4)
+    sent = responses.last
+    assert sent.path == "/v1/responses"
+    assert sent.headers["authorization"] == "Bearer sk-responses-5"
+    assert sent.headers["x-job"] == "job-9"
+    assert sent.body["model"] == "gpt-5-pro"
+    assert sent.body["instructions"] == "Be brief."
+    assert sent.body["max_output_tokens"] == 50
+    assert sent.body["input"] == [
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Hello there"}],
+        }
+    ]
+
+
+def test_a_responses_stream_comes_back_as_chat_chunks(runner: Runner, responses: ResponsesProvider):
+    runner.put("pro", responses_only(responses))
+    chunks = list(
+        client(runner).chat.completions.create(
+            model="Pro", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Responses says: Hello there"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert len({c.id for c in chunks}) == 1
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == 4
+    assert responses.last.body["stream"] is True
+    assert "stream_options" not in responses.last.body
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_tool_call_round_trip_through_the_responses_api(
+    runner: Runner, responses: ResponsesProvider, stream: bool
+):
+    runner.put("pro", responses_only(responses))
+    sdk = client(runner)
+    if stream:
+        chunks = list(
+            sdk.chat.completions.create(model="Pro", messages=HELLO, tools=TOOLS, stream=True)
+        )
+        calls = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+        call_id, name = calls[0].id, calls[0].function.name
+        arguments = "".join(t.function.arguments or "" for t in calls)
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    else:
+        reply = sdk.chat.completions.create(model="Pro", messages=HELLO, tools=TOOLS)
+        call = reply.choices[0].message.tool_calls[0]
+        call_id, name, arguments = call.id, call.function.name, call.function.arguments
+        assert reply.choices[0].finish_reason == "tool_calls"
+    # LiteLLM names the call by its item id or its call id; either way, the follow-up
+    # below must send the same one back as the output's call_id.
+    assert call_id in ("call_1", "fc_1")
+    assert (name, json.loads(arguments)) == ("weather", {"city": "Oslo"})
+    assert responses.last.body["tools"] == [
+        {
+            "type": "function",
+            "name": "weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+    follow_up = [
+        *HELLO,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": "Sunny"},
+    ]
+    reply = sdk.chat.completions.create(model="Pro", messages=follow_up, tools=TOOLS)
+    assert reply.choices[0].message.content == "Responses says: Sunny"
+    assert responses.last.body["input"][-1]["type"] == "function_call_output"
+    assert responses.last.body["input"][-1]["call_id"] == call_id
+    assert responses.last.body["input"][-2]["call_id"] == call_id
+
+
+@pytest.mark.parametrize(
+    ("upstream_status", "status", "code"),
+    [(429, 429, "upstream_rate_limited"), (503, 503, "upstream_unavailable"),
+     (401, 502, "upstream_credentials_rejected")],
+)  # fmt: skip
+def test_responses_api_errors_fall_in_the_runners_categories(
+    runner: Runner, responses: ResponsesProvider, upstream_status: int, status: int, code: str
+):
+    runner.put("pro", responses_only(responses))
+    responses.fail_status = upstream_status
+    response = runner.chat("Pro")
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert "sk-responses" not in response.text
+
+
+def test_oauth2_credentials_reach_a_responses_api_endpoint(
+    runner: Runner, responses: ResponsesProvider, token_server
+):
+    spec = responses_only(responses, **oauth2_fields(token_server))
+    for field in ("api_key_header", "api_key_value"):
+        spec.pop(field)
+    assert runner.put("pro", spec).status_code == 201
+    assert runner.chat("Pro").status_code == 200
+    assert responses.last.headers["authorization"].startswith("Bearer ")
+    assert responses.last.headers["authorization"] != "Bearer sk-responses-5"

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from runner import __version__
-from runner.api import chat, demo, management
+from runner.api import demo, management, openapi, routes
 from runner.errors import ErrorEnvelope, RunnerError
 from runner.integrations.registry import Registry
 from runner.integrations.service import IntegrationService, StartupRefused
@@ -76,14 +76,14 @@ def create_app(
         responses={"default": {"model": ErrorEnvelope, "description": "An error"}},
     )
     app.state.settings = settings
-    app.include_router(chat.router)
+    app.include_router(routes.router)
     app.include_router(management.router)
     if settings.demo:
         app.include_router(demo.router)
     keys = settings.api_keys.get_secret_value().split(",") if settings.api_keys else []
-    # Added last, so outermost: the checks run first, then the chat route is served
+    # Added last, so outermost: the checks run first, then the call routes are served
     # ahead of FastAPI's routing, and everything else goes on to FastAPI.
-    app.add_middleware(chat.ChatCompletions, state=app.state)
+    app.add_middleware(routes.CallRoutes, state=app.state)
     app.add_middleware(
         Admission,
         api_keys=ApiKeys(keys) if keys else None,
@@ -91,7 +91,7 @@ def create_app(
         admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
     )
     plain_document = app.openapi
-    app.openapi = lambda: chat.document(plain_document())  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.document(plain_document())  # type: ignore[method-assign]
     app.add_exception_handler(RunnerError, _runner_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

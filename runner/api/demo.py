@@ -1,11 +1,14 @@
-"""A built-in echo model, so a fresh clone answers a chat request with no network.
+"""Built-in demo models, so a fresh clone answers with no network: an echo chat model,
+embeddings made from a hash of the text, and a rerank by shared words.
 
-It speaks the OpenAI chat-completions wire format under ``/demo/v1`` and is
-reached like any other upstream: ``config/demo.json`` points an integration at it.
+They speak OpenAI's wire format (and the Cohere-style rerank) under ``/demo/v1``
+and are reached like any other upstream: ``config/demo.json`` points an
+integration at them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -85,3 +88,37 @@ def _event(base: dict[str, Any], delta: dict[str, Any], finish: str | None) -> s
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return f"data: {json.dumps(chunk)}\n\n"
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request) -> dict[str, Any]:
+    """Eight numbers per text, from its SHA-256: the same text always gets the same vector."""
+    body = object_body(await request.body())
+    texts = body.get("input")
+    texts = texts if isinstance(texts, list) else [texts]
+    data = [
+        {"object": "embedding", "index": index, "embedding": _vector(str(text))}
+        for index, text in enumerate(texts)
+    ]
+    return {"object": "list", "data": data, "model": body.get("model", "embed"), "usage": {}}
+
+
+def _vector(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(byte / 255, 4) for byte in digest[:8]]
+
+
+@router.post("/rerank")
+async def rerank(request: Request) -> dict[str, Any]:
+    """Documents scored by the share of the query's words they contain, best first."""
+    body = object_body(await request.body())
+    query = set(str(body.get("query", "")).lower().split())
+    documents = body.get("documents") if isinstance(body.get("documents"), list) else []
+    results = []
+    for index, document in enumerate(documents):  # type: ignore[arg-type]
+        text = document.get("text", "") if isinstance(document, dict) else str(document)
+        shared = len(query & set(text.lower().split()))
+        results.append({"index": index, "relevance_score": shared / max(len(query), 1)})
+    results.sort(key=lambda result: -result["relevance_score"])
+    top_n = body.get("top_n")
+    return {"id": f"rerank-{uuid.uuid4().hex}", "results": results[:top_n] if top_n else results}

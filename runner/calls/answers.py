@@ -1,10 +1,11 @@
 """What an upstream's successful answer must be before the runner passes it on.
 
-A 200 is not proof of a chat completion: a misconfigured proxy answers with an
-HTML login page, a crashed server with half a body, a hostile one with a
-gigabyte. So, on both call paths, a non-streamed answer must be a JSON object
-with a ``choices`` list, each streamed ``data:`` event a JSON object, a stream
-must carry at least one, and no answer may be longer than
+A 200 is not proof of a chat completion (or of embeddings, or a ranking): a
+misconfigured proxy answers with an HTML login page, a crashed server with
+half a body, a hostile one with a gigabyte. So, on both call paths, a
+non-streamed answer must be a JSON object with a ``choices`` list (``data`` for
+embeddings, ``results`` for a ranking), each streamed ``data:`` event a JSON
+object, a stream must carry at least one, and no answer may be longer than
 ``RUNNER_MAX_RESPONSE_BYTES`` (counted after any decompression). Anything else
 raises a :class:`BadAnswer`, which :func:`runner.calls.failures.answer_error`
 turns into a 502.
@@ -36,6 +37,23 @@ def completion(raw: bytes) -> dict[str, Any]:
     answer = _json(raw, "answered 200 with a body")
     if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
         raise BadAnswer(f"answered 200 with something other than a chat completion: {_quote(raw)}")
+    return answer
+
+
+def embeddings(raw: bytes) -> dict[str, Any]:
+    """The embeddings in a non-streamed answer's body: an object with a ``data`` list."""
+    return _with_list(raw, "data", "an embeddings list")
+
+
+def rerank(raw: bytes) -> dict[str, Any]:
+    """The ranking in a rerank answer's body: an object with a ``results`` list."""
+    return _with_list(raw, "results", "a rerank result")
+
+
+def _with_list(raw: bytes, key: str, what: str) -> dict[str, Any]:
+    answer = _json(raw, "answered 200 with a body")
+    if not isinstance(answer, dict) or not isinstance(answer.get(key), list):
+        raise BadAnswer(f"answered 200 with something other than {what}: {_quote(raw)}")
     return answer
 
 

@@ -1,6 +1,7 @@
 """Preparing a caller's chat request for one deployment.
 
-Only what depends on the request happens here: the messages are checked, the
+Only what depends on the request happens here: its inputs are checked
+(:mod:`runner.calls.operations`), the
 parameters the model accepts are kept under the names its upstream takes (the
 rest are dropped and reported), and ``metadata`` becomes the integration's
 mapped headers.
@@ -11,32 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from runner.calls.operations import CHAT, Operation
 from runner.calls.types import Deployment, PreparedCall
 from runner.errors import RunnerError
 
 # Request fields the runner consumes itself rather than forwarding as parameters.
-_HANDLED_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "metadata"})
+_HANDLED_FIELDS = frozenset({"model", "stream", "stream_options", "metadata"})
 
 
-def prepare(deployment: Deployment, body: Mapping[str, Any]) -> PreparedCall:
-    """Filter a chat-completions body down to what the deployment's model accepts."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RunnerError(
-            message="'messages' must be a non-empty list of chat messages.",
-            status_code=422,
-            param="messages",
-            code="invalid_messages",
-        )
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise RunnerError(
-                message=f"'messages[{index}]' must be an object with a 'role', such as "
-                '{"role": "user", "content": "Hello"}.',
-                status_code=422,
-                param=f"messages[{index}]",
-                code="invalid_messages",
-            )
+def prepare(
+    deployment: Deployment, body: Mapping[str, Any], operation: Operation = CHAT
+) -> PreparedCall:
+    """Check a request's inputs for ``operation`` and filter the rest down to what the
+    deployment's model accepts."""
+    inputs = operation.inputs(body)
     if not isinstance(body.get("stream", False), bool):
         raise RunnerError(
             message="'stream' must be true or false.",
@@ -45,11 +34,18 @@ def prepare(deployment: Deployment, body: Mapping[str, Any]) -> PreparedCall:
             code="invalid_stream",
         )
     stream = body.get("stream") is True
+    if stream and not operation.streams:
+        raise RunnerError(
+            message=f"POST {operation.route} does not stream; leave 'stream' out.",
+            status_code=422,
+            param="stream",
+            code="invalid_stream",
+        )
     params: dict[str, Any] = {}
     dropped = []
     accepted = deployment.accepted_params
     for key, value in body.items():
-        if key in _HANDLED_FIELDS:
+        if key in _HANDLED_FIELDS or key in inputs:
             continue
         target = accepted.get(key)
         if target is None:
@@ -61,7 +57,7 @@ def prepare(deployment: Deployment, body: Mapping[str, Any]) -> PreparedCall:
         if isinstance(body.get("stream_options"), dict):
             params["stream_options"] = body["stream_options"]
     headers = mapped_headers(deployment.header_mapping, body)
-    return PreparedCall(deployment, messages, params, headers, tuple(dropped), stream)
+    return PreparedCall(deployment, inputs, params, headers, tuple(dropped), stream)
 
 
 def mapped_headers(mapping: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, str]:

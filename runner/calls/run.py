@@ -17,12 +17,13 @@ from runner.calls.sse import EventStream
 from runner.calls.types import PreparedCall
 
 
-async def complete(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
-    """The answer's JSON body, or its server-sent events when streaming."""
-    return await guarded(call.deployment, lambda: _attempt(call))
+async def complete(call: PreparedCall, *, framed: bool = True) -> bytes | AsyncIterator[bytes]:
+    """The answer's JSON body, or its server-sent events when streaming (with ``framed``
+    false, the chunks' payloads, and a failure after the first raised as a RunnerError)."""
+    return await guarded(call.deployment, lambda: _attempt(call, framed))
 
 
-async def _attempt(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
+async def _attempt(call: PreparedCall, framed: bool) -> bytes | AsyncIterator[bytes]:
     deployment = call.deployment
     try:
         answer = await deployment.backend.send(call)
@@ -31,4 +32,4 @@ async def _attempt(call: PreparedCall) -> bytes | AsyncIterator[bytes]:
         first = await anext(answer, None)
     except Exception as exc:
         raise upstream_error(exc, deployment) from exc
-    return EventStream(first, answer, deployment)
+    return EventStream(first, answer, deployment, framed=framed)

@@ -29,14 +29,22 @@ class EventStream:
     """A backend's chunk payloads as server-sent events.
 
     ``first`` is the payload the call path already awaited (None if the stream
-    was empty). Not an async generator: one closed before its first event never
+    was empty). Unless ``framed``, the payloads pass as they are, with no
+    ``[DONE]``, and a failure is raised (for routes that frame events their own
+    way, such as ``/v1/messages``). Not an async generator: one closed before its first event never
     runs its ``finally``, and would keep the upstream's connection open.
     """
 
     def __init__(
-        self, first: bytes | None, rest: AsyncIterator[bytes], deployment: Deployment
+        self,
+        first: bytes | None,
+        rest: AsyncIterator[bytes],
+        deployment: Deployment,
+        *,
+        framed: bool = True,
     ) -> None:
         self._first = first
+        self._framed = framed
         self._rest = rest
         self._deployment = deployment
         self._done = False
@@ -49,18 +57,22 @@ class EventStream:
             raise StopAsyncIteration
         if self._first is not None:
             payload, self._first = self._first, None
-            return b"data: " + payload + b"\n\n"
-        try:
-            payload = await anext(self._rest)
-        except StopAsyncIteration:
-            await self.aclose()
-            return DONE
-        except Exception as exc:
-            error = upstream_error(exc, self._deployment)
-            log.warning("stream from %r failed: %s", self._deployment.alias, error.message)
-            await self.aclose()
-            return error_event(error)
-        return b"data: " + payload + b"\n\n"
+        else:
+            try:
+                payload = await anext(self._rest)
+            except StopAsyncIteration:
+                await self.aclose()
+                if not self._framed:
+                    raise
+                return DONE
+            except Exception as exc:
+                error = upstream_error(exc, self._deployment)
+                log.warning("stream from %r failed: %s", self._deployment.alias, error.message)
+                await self.aclose()
+                if not self._framed:
+                    raise error from exc
+                return error_event(error)
+        return b"data: " + payload + b"\n\n" if self._framed else payload
 
     async def aclose(self) -> None:
         self._done = True

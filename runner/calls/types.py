@@ -10,7 +10,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+ModelType = Literal["chat", "completion", "embedding", "rerank"]
+"""What a model does, and so which route serves it (see :mod:`runner.calls.operations`)."""
 
 Answer = bytes | AsyncIterator[bytes]
 """What a backend hands back: the JSON body of a chat completion, or, for a stream,
@@ -90,19 +93,27 @@ class Deployment:
     header_mapping: Mapping[str, str]
     policy: Policy = field(repr=False)
     backend: Backend = field(repr=False)
+    type: ModelType = "chat"
 
 
 @dataclass(frozen=True)
 class PreparedCall:
     """A request resolved against a deployment: what to send, and what was dropped.
 
-    ``params`` are already under the names the upstream takes, and include
-    ``stream``/``stream_options`` for streaming calls.
+    ``inputs`` are the fields the route is about, checked and sent as they came
+    (``messages`` for chat, ``prompt``, ``input``, or ``query`` and
+    ``documents``). ``params`` are already under the names the upstream takes,
+    and include ``stream``/``stream_options`` for streaming calls.
     """
 
     deployment: Deployment
-    messages: list[Any]
+    inputs: dict[str, Any]
     params: dict[str, Any]
     headers: dict[str, str]
     dropped: tuple[str, ...]
     stream: bool
+
+    @property
+    def messages(self) -> list[Any]:
+        """A chat call's messages."""
+        return self.inputs["messages"]  # type: ignore[no-any-return]

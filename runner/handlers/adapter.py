@@ -26,14 +26,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-from litellm import CustomLLM, ModelResponse
-from litellm.llms.custom_llm import CustomLLMError
+from litellm import CustomLLM, EmbeddingResponse, ModelResponse
 from litellm.types.utils import GenericStreamingChunk, ModelResponseStream
 
 from runner.errors import RunnerError
+from runner.handlers.failures import classify
 from runner.handlers.files import LoadedHandler, raised_at
 from runner.handlers.results import chunk_problem, describe
-from runner.handlers.threads import Escaped, in_thread, off_loop
+from runner.handlers.threads import in_thread, off_loop
 from runner.scrub import caller_safe, secret_strings
 from runner.security.credentials import Credentials, outbound_headers
 
@@ -93,7 +93,14 @@ class HandlerAdapter(CustomLLM):
         self.loaded = loaded
         self._filters = {
             name: _keyword_filter(getattr(instance, name))
-            for name in ("acompletion", "completion", "astreaming", "streaming")
+            for name in (
+                "acompletion",
+                "completion",
+                "astreaming",
+                "streaming",
+                "aembedding",
+                "embedding",
+            )
             if _overrides(instance, name)
         }
 
@@ -137,6 +144,28 @@ class HandlerAdapter(CustomLLM):
         response = await self._call(step, api_key)
         if not isinstance(response, ModelResponse):
             raise self._wrong("returned", describe(response), "a litellm.ModelResponse")
+        return response
+
+    async def aembedding(self, *args: Any, **kwargs: Any) -> EmbeddingResponse:  # type: ignore[override]
+        """The handler's embeddings (``aembedding``, or ``embedding`` in a thread)."""
+        instance = self.loaded.instance
+        if "aembedding" in self._filters:
+            arguments, api_key = await self._arguments("aembedding", kwargs)
+            step: Callable[[], Awaitable[Any]] = partial(instance.aembedding, **arguments)
+        elif "embedding" in self._filters:
+            arguments, api_key = await self._arguments("embedding", kwargs)
+            step = partial(off_loop, instance.embedding, **arguments)
+        else:
+            raise RunnerError(
+                f"{self._name} implements neither aembedding nor embedding, so it cannot serve "
+                "an embedding model",
+                501,
+                "handler_error",
+                "handler_incomplete",
+            )
+        response = await self._call(step, api_key)
+        if not isinstance(response, EmbeddingResponse):
+            raise self._wrong("returned", describe(response), "a litellm.EmbeddingResponse")
         return response
 
     async def astreaming(  # type: ignore[override]
@@ -203,52 +232,15 @@ class HandlerAdapter(CustomLLM):
             log.warning("closing the stream of %s failed: %s", self._name, exc.message)
 
     def _error(self, exc: BaseException, api_key: str | None, *, timed_out: bool) -> RunnerError:
-        error = self._classify(exc, api_key, timed_out=timed_out)
+        error = classify(
+            exc,
+            self._name,
+            self._timeout,
+            lambda text: self._safe(text, api_key),
+            timed_out=timed_out,
+        )
         error.origin = raised_at(exc, self.loaded.path)
         return error
-
-    def _classify(self, exc: BaseException, api_key: str | None, *, timed_out: bool) -> RunnerError:
-        if timed_out:
-            return RunnerError(
-                f"{self._name} did not answer within {self._timeout:g} s",
-                504,
-                "timeout_error",
-                "upstream_timeout",
-            )
-        if isinstance(exc, Escaped):
-            exc = exc.original
-        status = getattr(exc, "status_code", None) if isinstance(exc, CustomLLMError) else None
-        if status in (401, 403):
-            # The provider refused the credentials the runner holds for it: a gateway
-            # misconfiguration, as for a plain upstream, not the caller's key.
-            return RunnerError(
-                f"{self._name} reports that its provider rejected the runner's credentials "
-                f"({status}): {self._safe(_text(getattr(exc, 'message', '')), api_key)}. This "
-                "is a gateway misconfiguration, not a problem with your request: the "
-                "integration's key or OAuth2 client needs fixing by whoever runs the runner.",
-                502,
-                "upstream_authorization_error",
-                "upstream_credentials_rejected",
-            )
-        if isinstance(status, int) and 400 <= status <= 599:
-            # The handler chose the status; it keeps it, in the matching category.
-            return RunnerError(
-                f"{self._name} failed: {self._safe(_text(getattr(exc, 'message', '')), api_key)}",
-                status,
-                _HANDLER_STATUS_TYPES.get(
-                    status,
-                    "upstream_unavailable_error" if status >= 500 else "invalid_request_error",
-                ),
-                "handler_error",
-                retryable=status == 429 or status >= 500,
-            )
-        text = self._safe(_text(exc), api_key)
-        return RunnerError(
-            f"{self._name} raised {type(exc).__name__}{': ' + text if text else ''}",
-            503,
-            "upstream_unavailable_error",
-            "handler_error",
-        )
 
     def _wrong(self, verb: str, got: str, expected: str) -> RunnerError:
         """The error for a handler that produced something LiteLLM cannot use."""
@@ -263,21 +255,6 @@ class HandlerAdapter(CustomLLM):
         """``text`` fit for the caller; ``api_key`` is this call's, an OAuth2 token's too."""
         secrets = self._secrets if api_key is None else secret_strings((*self._secrets, api_key))
         return caller_safe(text, secrets)
-
-
-_HANDLER_STATUS_TYPES = {
-    429: "rate_limit_error",
-    502: "upstream_connection_error",
-    504: "timeout_error",
-}
-
-
-def _text(value: object) -> str:
-    """``str(value)``, which runs the handler's code for its own exception types."""
-    try:
-        return str(value)
-    except BaseException:
-        return "(its message could not be read)"
 
 
 async def _as_stream(response: ModelResponse) -> AsyncIterator[GenericStreamingChunk]:

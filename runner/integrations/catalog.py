@@ -19,7 +19,16 @@ DEFAULT_PARAMETERS: tuple[str, ...] = (
     "temperature",
     "top_p",
 )
-"""Used when a model gives neither ``based_on`` nor ``supported_parameters``."""
+"""Used when a chat (or completion) model gives neither ``based_on`` nor
+``supported_parameters``."""
+
+TYPE_DEFAULT_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "chat": DEFAULT_PARAMETERS,
+    "completion": DEFAULT_PARAMETERS,
+    "embedding": ("dimensions", "encoding_format", "user"),
+    "rerank": ("top_n", "return_documents", "max_chunks_per_doc", "rank_fields"),
+}
+"""Each model type's default parameters."""
 
 
 @cache

@@ -113,8 +113,10 @@ def open_client(
     way the credentials, fixed headers, address policy and answer checks apply.
     """
     credentials = credentials_for(integration, timeout, addresses)
-    if not via_litellm and integration.format == "openai":
-        return UpstreamClient(credentials=credentials)
+    if integration.format == "openai-responses" or (
+        not via_litellm and integration.format == "openai"
+    ):
+        return UpstreamClient(credentials=credentials)  # sent over the shared session
 
     fixed_headers = {
         **format_headers(integration.format, integration.anthropic_version),

@@ -10,16 +10,18 @@ and sends it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import aiohttp
 
 from runner import lazy_litellm
+from runner.calls import answers
 from runner.calls.backends.plain_http import PlainHttpBackend
 from runner.calls.backends.via_litellm import LiteLLMBackend
 from runner.calls.limits import DEFAULT_NUM_RETRIES
+from runner.calls.operations import BY_TYPE
 from runner.calls.types import Backend, Deployment, Gate, Policy
 from runner.integrations.clients import PLACEHOLDER_KEY, UpstreamClient
 from runner.integrations.formats import AZURE_API_VERSION, litellm_model
@@ -51,15 +53,21 @@ def deployments_for(
     client: UpstreamClient,
     timeout: float,
     session: aiohttp.ClientSession | None = None,
+    *,
+    fast_path: bool = True,
 ) -> list[Deployment]:
     """One deployment per model of the integration, each with its backend.
 
-    ``session`` is the fast path's shared connection pool: given one, plain
-    OpenAI-compatible models are sent over it and handlers are called directly;
-    without one (``RUNNER_FAST_PATH=false``) every call goes through LiteLLM.
+    ``session`` is the runner's shared connection pool for plain HTTP. With
+    ``fast_path``, chat models of OpenAI-compatible endpoints are sent over it
+    and handlers are called directly; without it (``RUNNER_FAST_PATH=false``)
+    chat calls go through LiteLLM. Completion, embedding and rerank models of an
+    OpenAI-compatible endpoint are forwarded over it either way: there is
+    nothing to translate. Without a session (unit tests), every call goes
+    through LiteLLM.
     """
     shared = _gate(f"integration {name!r}", integration)
-    direct = _direct_backend(integration, client, timeout, session)
+    chooser = _BackendChooser(integration, client, timeout, session, fast_path)
     deployments = []
     for model in integration.model_properties:
         accepted = accepted_parameters(model)
@@ -80,35 +88,82 @@ def deployments_for(
                 accepted_params=MappingProxyType(accepted),
                 header_mapping=MappingProxyType(dict(integration.custom_header_mapping)),
                 policy=policy,
-                backend=direct or _litellm_backend(integration, client, model, accepted, timeout),
+                backend=chooser.backend(model, accepted),
+                type=model.type,
             )
         )
     return deployments
 
 
-def _direct_backend(
-    integration: Integration,
-    client: UpstreamClient,
-    timeout: float,
-    session: aiohttp.ClientSession | None,
-) -> Backend | None:
-    """The backend all of the integration's models share when the fast path is on."""
-    if session is None:
-        return None
-    if client.handler is not None:
-        from runner.calls.backends.handler import (
-            HandlerBackend,  # LiteLLM's types: loaded by now
+class _BackendChooser:
+    """Picks each model's backend; models of one type share a direct one."""
+
+    def __init__(
+        self,
+        integration: Integration,
+        client: UpstreamClient,
+        timeout: float,
+        session: aiohttp.ClientSession | None,
+        fast_path: bool,
+    ) -> None:
+        self.integration = integration
+        self.client = client
+        self.timeout = timeout
+        self.session = session
+        self.fast_path = fast_path
+        self._shared: dict[str, Backend] = {}
+
+    def backend(self, model: ModelProperties, accepted: Mapping[str, str]) -> Backend:
+        integration, kind = self.integration, model.type
+        direct = self._shared.get(kind)
+        if direct is not None:
+            return direct
+        if self.session is None:
+            return _litellm_backend(integration, self.client, model, accepted, self.timeout)
+        if self.client.handler is not None:
+            if kind == "chat" and not self.fast_path:
+                return _litellm_backend(integration, self.client, model, accepted, self.timeout)
+            direct = self._handler_backend(kind)
+        elif integration.format == "openai" and (self.fast_path or kind != "chat"):
+            operation = BY_TYPE[kind]
+            direct = self._plain(operation.upstream_path, operation.check_answer)
+        elif integration.format == "openai-responses":
+            from runner.calls.backends.responses_api import (  # LiteLLM's: loaded by now
+                ResponsesApiBackend,
+            )
+
+            endpoint = litellm_api_base("openai-responses", integration.endpoint or "")
+            direct = ResponsesApiBackend(self._plain("responses", answers.json_object, endpoint))
+        else:
+            return _litellm_backend(integration, self.client, model, accepted, self.timeout)
+        self._shared[kind] = direct
+        return direct
+
+    def _plain(
+        self,
+        path: str,
+        check_answer: Callable[[bytes], dict[str, Any]],
+        endpoint: str | None = None,
+    ) -> PlainHttpBackend:
+        assert self.session is not None
+        return PlainHttpBackend(
+            self.session,
+            f"{endpoint or self.integration.endpoint}/{path}",
+            self.client.credentials,
+            MappingProxyType(dict(self.integration.headers)),
+            check_answer,
         )
 
-        return HandlerBackend(client.handler, integration.endpoint, timeout)
-    if not integration.endpoint or integration.format != "openai":
-        return None
-    return PlainHttpBackend(
-        session,
-        f"{integration.endpoint}/chat/completions",
-        client.credentials,
-        MappingProxyType(dict(integration.headers)),
-    )
+    def _handler_backend(self, kind: str) -> Backend:
+        from runner.calls.backends.handler import (  # LiteLLM's types: loaded by now
+            HandlerBackend,
+            HandlerEmbeddingBackend,
+        )
+
+        adapter = self.client.handler
+        assert adapter is not None
+        backend = HandlerEmbeddingBackend if kind == "embedding" else HandlerBackend
+        return backend(adapter, self.integration.endpoint, self.timeout)
 
 
 def _litellm_backend(
@@ -143,16 +198,16 @@ def _litellm_backend(
             "api_key": PLACEHOLDER_KEY,
         }
         api_base = litellm_api_base(integration.format, integration.endpoint or "")
+    kwargs = {**target, "api_base": api_base, "timeout": timeout, "num_retries": 0}
+    if model.type == "embedding":
+        return LiteLLMBackend(MappingProxyType(kwargs), function="aembedding")
     return LiteLLMBackend(
         MappingProxyType(
             {
-                **target,
-                "api_base": api_base,
+                **kwargs,
                 # Our own filter already decided what may pass; tell LiteLLM
                 # not to second-guess parameters it does not know for this name.
                 "allowed_openai_params": sorted(set(accepted.values())),
-                "timeout": timeout,
-                "num_retries": 0,
                 # With tools present LiteLLM would detour through its MCP
                 # gateway, which needs the optional `mcp` package and is a
                 # proxy feature; tools go to the model as sent.

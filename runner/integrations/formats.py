@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from runner.errors import Problem
 
-Format = Literal["openai", "azure", "anthropic", "gemini", "ollama"]
+Format = Literal["openai", "azure", "anthropic", "gemini", "ollama", "openai-responses"]
 FORMATS: tuple[str, ...] = get_args(Format)
 OPENAI_SHAPED = frozenset({"openai", "azure"})
 """Formats whose answers are OpenAI chat completions, checked as such."""
@@ -40,6 +40,7 @@ _SUFFIXES = {
     "anthropic": ("/v1/messages", "/messages", "/v1"),
     "gemini": ("/models",),
     "ollama": ("/api/chat", "/api"),
+    "openai-responses": ("/responses",),
 }
 
 
@@ -97,11 +98,50 @@ anthropic_version = _version_check(
 _SETTING_FORMATS = {"api_version": "azure", "anthropic_version": "anthropic"}
 
 
+# The model types each format's endpoint serves, through the runner. An OpenAI-compatible
+# endpoint is only forwarded to; the others are translated by LiteLLM, which sends only
+# some types over the client it is given: Gemini's and Ollama's embeddings (1.106) open
+# their own, which would bypass the runner's credentials and address checks. Both
+# providers also serve OpenAI-compatible embeddings, reachable with format openai.
+_TYPES = {
+    "openai": ("chat", "completion", "embedding", "rerank"),
+    "azure": ("chat", "embedding"),
+    "anthropic": ("chat",),
+    "gemini": ("chat",),
+    "ollama": ("chat",),
+    "openai-responses": ("chat",),
+}
+HANDLER_TYPES = ("chat", "embedding")
+"""What a custom handler may serve: ``acompletion``/``aembedding`` and their kin."""
+
+
 def format_problems(
-    format: str, *, handler: bool, anthropic_version: str | None, api_version: str | None
+    format: str,
+    *,
+    handler: bool,
+    anthropic_version: str | None,
+    api_version: str | None,
+    model_types: tuple[str, ...] = (),
 ) -> list[Problem]:
-    """Format-specific settings belong to their format; a handler speaks for itself."""
+    """Format-specific settings belong to their format; a handler speaks for itself; each
+    model's type must be one the format (or a handler) serves."""
     problems = []
+    served = HANDLER_TYPES if handler else _TYPES[format]
+    for index, model_type in enumerate(model_types):
+        if model_type not in served:
+            who = "a custom handler" if handler else f'the "{format}" format'
+            problems.append(
+                Problem(
+                    f"model_properties[{index}].type",
+                    f"{model_type!r} models are not served through {who}; it serves "
+                    f"{', '.join(served)}"
+                    + (
+                        ". An OpenAI-compatible endpoint (format openai) serves every type"
+                        if not handler
+                        else ""
+                    ),
+                )
+            )
     if format != "openai" and handler:
         problems.append(
             Problem(

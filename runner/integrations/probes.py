@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from runner.calls.operations import BY_TYPE
 from runner.calls.prepare import prepare
 from runner.calls.run import complete
 from runner.calls.types import Deployment
@@ -23,7 +24,13 @@ from runner.errors import RunnerError
 PROBES_AT_ONCE = 4
 DEFAULT_DEADLINE_SECONDS = 30.0
 MAX_DEADLINE_SECONDS = 120.0
-_PROBE = {"messages": [{"role": "user", "content": "Reply with the word OK."}], "max_tokens": 5}
+# The smallest request each model type answers.
+_PROBES = {
+    "chat": {"messages": [{"role": "user", "content": "Reply with the word OK."}], "max_tokens": 5},
+    "completion": {"prompt": "Reply with the word OK.", "max_tokens": 5},
+    "embedding": {"input": "OK"},
+    "rerank": {"query": "OK", "documents": ["OK"]},
+}
 
 
 def deadline_from(value: str | None) -> float:
@@ -71,7 +78,7 @@ async def probe_all(deployments: Sequence[Deployment], deadline: float) -> list[
 async def _probe(deployment: Deployment) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        await complete(prepare(deployment, _PROBE))
+        await complete(prepare(deployment, _PROBES[deployment.type], BY_TYPE[deployment.type]))
         error = None
     except RunnerError as exc:
         error = {"status": exc.status_code, "message": exc.message}

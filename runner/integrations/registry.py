@@ -166,7 +166,14 @@ class Registry:
                 max_response_bytes=self._settings.max_response_bytes,
             )
         deployments = tuple(
-            deployments_for(name, spec, client, self._timeout, self._direct_session())
+            deployments_for(
+                name,
+                spec,
+                client,
+                self._timeout,
+                self._plain_session(),
+                fast_path=self._settings.fast_path,
+            )
         )
         return Staged(name, spec, client, deployments)
 
@@ -226,9 +233,10 @@ class Registry:
         if self._session is not None:
             await self._session.close()
 
-    def _direct_session(self) -> aiohttp.ClientSession | None:
-        """The fast path's shared connection pool, opened on first use (inside the loop)."""
-        if self._settings.fast_path and self._session is None:
+    def _plain_session(self) -> aiohttp.ClientSession:
+        """The plain-HTTP backends' shared connection pool, opened on first use (inside the
+        loop)."""
+        if self._session is None:
             self._session = open_session(
                 self._timeout, self.addresses, self._settings.max_response_bytes
             )

@@ -178,6 +178,7 @@ def _cross_field_problems(integration: Integration) -> list[Problem]:
             handler=integration.custom_llm_config is not None,
             anthropic_version=integration.anthropic_version,
             api_version=integration.api_version,
+            model_types=tuple(m.type for m in integration.model_properties),
         )
     )
     seen: dict[str, int] = {}

@@ -17,8 +17,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from runner.calls.types import ModelType
 from runner.integrations.catalog import (
-    DEFAULT_PARAMETERS,
+    TYPE_DEFAULT_PARAMETERS,
     closest_builtin_names,
     lookup_builtin,
 )
@@ -54,6 +55,12 @@ class ModelProperties(Limits):
 
     name: Label
     alias: Label | None = None
+    type: ModelType = Field(
+        default="chat",
+        description="What the model does, and so the route that serves it: chat "
+        "(/v1/chat/completions and /v1/messages), completion (/v1/completions), "
+        "embedding (/v1/embeddings) or rerank (/v1/rerank).",
+    )
     based_on: NonEmptyStr | None = None
     supported_parameters: list[NonEmptyStr] | None = None
 
@@ -84,12 +91,12 @@ class ModelProperties(Limits):
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        """Explicit ``supported_parameters`` win over ``based_on``; else the defaults."""
+        """Explicit ``supported_parameters`` win over ``based_on``; else the type's defaults."""
         if self.supported_parameters is not None:
             return tuple(self.supported_parameters)
         if self.based_on is not None:
             return lookup_builtin(self.based_on) or ()
-        return DEFAULT_PARAMETERS
+        return TYPE_DEFAULT_PARAMETERS[self.type]
 
 
 class CustomLLMConfig(BaseModel):

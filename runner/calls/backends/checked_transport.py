@@ -13,7 +13,7 @@ raises reaches the call path inside LiteLLM's exceptions, where
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 
@@ -25,7 +25,8 @@ _ENCODING_HEADERS = frozenset({"content-encoding", "content-length"})
 
 
 class CheckedTransport(httpx.AsyncBaseTransport):
-    """Wraps ``inner``: answers longer than ``max_bytes``, or not chat completions, raise.
+    """Wraps ``inner``: answers longer than ``max_bytes``, or not chat completions (or
+    embeddings, when that was asked), raise.
 
     With ``openai`` False (an endpoint speaking another wire format), a non-streamed
     answer need only be a JSON object, and a stream is only counted: formats stream
@@ -38,7 +39,6 @@ class CheckedTransport(httpx.AsyncBaseTransport):
         self._inner = inner
         self._max_bytes = max_bytes
         self._openai = openai
-        self._check_answer = answers.completion if openai else answers.json_object
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
@@ -62,13 +62,20 @@ class CheckedTransport(httpx.AsyncBaseTransport):
             body = await checked.aread()
         finally:
             await checked.aclose()
-        self._check_answer(body)
+        self._check_answer(request)(body)
         return httpx.Response(
             response.status_code,
             headers=checked.headers,
             content=body,
             extensions=response.extensions,
         )
+
+    def _check_answer(self, request: httpx.Request) -> Callable[[bytes], object]:
+        if not self._openai:
+            return answers.json_object
+        if request.url.path.endswith("/embeddings"):
+            return answers.embeddings
+        return answers.completion
 
     async def aclose(self) -> None:
         await self._inner.aclose()

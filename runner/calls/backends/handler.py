@@ -5,10 +5,8 @@ Most of a handler call's cost through LiteLLM is LiteLLM's per-call machinery
 re-validation), not the handler. This backend hands the handler's adapter
 (:class:`~runner.handlers.adapter.HandlerAdapter`) the keyword arguments
 LiteLLM would, and turns what the handler produces into OpenAI answers itself:
-a ``ModelResponse`` becomes the body, ``GenericStreamingChunk`` dicts become
-``chat.completion.chunk`` payloads shaped as LiteLLM shapes them (the role on
-the first delta, ``finish_reason`` on the last, usage in a chunk of its own
-when the caller asked with ``stream_options.include_usage``).
+a ``ModelResponse`` becomes the body, and streamed chunks become
+``chat.completion.chunk`` payloads (:mod:`runner.calls.backends.chunks`).
 
 Handlers stay registered with LiteLLM as well, so ``RUNNER_FAST_PATH=false``
 and in-process LiteLLM users still reach them through ``litellm.acompletion``.
@@ -18,16 +16,13 @@ methods do nothing, since building LiteLLM's costs what this backend saves.
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from litellm import ModelResponse
+from litellm import EmbeddingResponse, ModelResponse
 from litellm.main import _get_encoding
-from litellm.types.utils import ModelResponseStream
 
+from runner.calls.backends.chunks import chat_chunks
 from runner.calls.types import Answer, PreparedCall
 from runner.handlers.adapter import HandlerAdapter
 
@@ -90,60 +85,25 @@ class HandlerBackend:
         if call.stream:
             options = call.params.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
-            return _payloads(self.adapter.astreaming(**kwargs), alias, usage)
+            return chat_chunks(self.adapter.astreaming(**kwargs), alias, usage)
         response = await self.adapter.acompletion(**kwargs)
         response.model = alias
         return response.model_dump_json().encode()
 
 
-async def _payloads(
-    chunks: AsyncIterator[Any], alias: str, include_usage: bool
-) -> AsyncIterator[bytes]:
-    """OpenAI chunk payloads for a handler's stream; closes the handler's stream at the end."""
-    head = {
-        "id": f"chatcmpl-{uuid.uuid4()}",
-        "created": int(time.time()),
-        "model": alias,
-        "object": "chat.completion.chunk",
-    }
-    role_sent = False
-    usage = None
-    try:
-        async for chunk in chunks:
-            if isinstance(chunk, ModelResponseStream):
-                chunk.model = alias
-                role_sent = True
-                yield chunk.model_dump_json(exclude_none=True).encode()
-                continue
-            usage = chunk.get("usage") or usage
-            choice = _choice(chunk, first=not role_sent)
-            if choice is not None:
-                role_sent = role_sent or "role" in choice["delta"]
-                yield _dump({**head, "choices": [choice]})
-        if include_usage and usage is not None:
-            yield _dump({**head, "choices": [], "usage": usage})
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+class HandlerEmbeddingBackend(HandlerBackend):
+    """Calls a handler's ``aembedding`` (or ``embedding``) for an embedding model."""
 
-
-def _choice(chunk: Mapping[str, Any], *, first: bool) -> dict[str, Any] | None:
-    """The choice a GenericStreamingChunk stands for, or None when it carries nothing."""
-    delta: dict[str, Any] = {}
-    if chunk["text"]:
-        delta["content"] = chunk["text"]
-    if chunk.get("tool_use"):
-        delta.setdefault("content", "")
-        delta["tool_calls"] = [chunk["tool_use"]]
-    finished = bool(chunk["is_finished"])
-    if not delta and not finished:
-        return None
-    if first and delta:
-        delta["role"] = "assistant"
-    choice: dict[str, Any] = {"index": chunk.get("index") or 0, "delta": delta}
-    if finished:
-        choice["finish_reason"] = chunk["finish_reason"] or "stop"
-    return choice
-
-
-def _dump(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    async def send(self, call: PreparedCall) -> Answer:
+        texts = call.inputs["input"]
+        response = await self.adapter.aembedding(
+            **self._fixed,
+            model=call.deployment.upstream_model,
+            # LiteLLM hands handlers a list, whatever the caller sent.
+            input=texts if isinstance(texts, list) else [texts],
+            headers=call.headers,
+            optional_params=dict(call.params),
+            model_response=EmbeddingResponse(),
+        )
+        response.model = call.deployment.alias
+        return response.model_dump_json().encode()

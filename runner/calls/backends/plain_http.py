@@ -14,7 +14,7 @@ turns it off; the test suite runs on both paths.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
@@ -68,7 +68,9 @@ class PlainHttpBackend:
 
     Holds where the requests go and what they carry besides the body: the
     integration's credentials, its fixed headers and the proxy the environment
-    chooses for the endpoint (looked up once, here).
+    chooses for the endpoint (looked up once, here). One serves each model type
+    an integration has: ``url`` is the type's path under the endpoint and
+    ``check_answer`` what its answers must be (:mod:`runner.calls.operations`).
     """
 
     name = "plain_http"
@@ -79,8 +81,10 @@ class PlainHttpBackend:
         url: str,
         credentials: Credentials,
         fixed_headers: Mapping[str, str],
+        check_answer: Callable[[bytes], dict[str, Any]] = answers.completion,
     ) -> None:
         self.session = session
+        self.check_answer = check_answer
         self.url = url
         self.credentials = credentials
         self.fixed_headers = fixed_headers
@@ -88,22 +92,29 @@ class PlainHttpBackend:
 
     async def send(self, call: PreparedCall) -> Answer:
         deployment = call.deployment
-        body = json.dumps(
-            {"model": deployment.upstream_model, "messages": call.messages, **call.params}
-        ).encode()
-        response = await self._post(body, call.headers)
+        body = {"model": deployment.upstream_model, **call.inputs, **call.params}
+        response = await self.exchange(call, body)
         try:
-            if not 200 <= response.status < 300:  # redirects are not followed, nor passed on
-                detail = _upstream_message(await _read(response), response.reason)
-                wait = retry_after(response.headers.get("retry-after"))
-                raise status_error(deployment, response.status, detail, wait)
             if not call.stream:
-                raw = await _read(response)
-                return _with_alias(raw, answers.completion(raw), deployment.alias)
+                raw = await read(response)
+                return _with_alias(raw, self.check_answer(raw), deployment.alias)
         except BaseException:
             response.release()  # mid-body this closes the connection: cancelled, or refused
             raise
-        return _payloads(_Events(response), deployment.alias)
+        return _payloads(Events(response), deployment.alias)
+
+    async def exchange(self, call: PreparedCall, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST ``body`` for ``call``: the upstream's successful answer, its body unread, or
+        the upstream's refusal raised in the runner's categories."""
+        response = await self._post(json.dumps(body).encode(), call.headers)
+        if 200 <= response.status < 300:
+            return response
+        try:  # redirects are not followed, nor passed on
+            detail = _upstream_message(await read(response), response.reason)
+            wait = retry_after(response.headers.get("retry-after"))
+            raise status_error(call.deployment, response.status, detail, wait)
+        finally:
+            response.release()
 
     async def _post(self, body: bytes, mapped: dict[str, str]) -> aiohttp.ClientResponse:
         """POST with the integration's credentials; renew them once on a 401."""
@@ -135,7 +146,7 @@ def _max_bytes(response: aiohttp.ClientResponse) -> int:
     return DEFAULT_MAX_RESPONSE_BYTES
 
 
-async def _read(response: aiohttp.ClientResponse) -> bytes:
+async def read(response: aiohttp.ClientResponse) -> bytes:
     """The whole (decompressed) body, refused once longer than the runner's limit."""
     limit = _max_bytes(response)
     chunks = []
@@ -148,7 +159,7 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
-class _Events:
+class Events:
     """A stream's ``data:`` payloads, its bytes counted against the runner's limit."""
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
@@ -178,7 +189,7 @@ class _Events:
         return line
 
 
-async def _payloads(events: _Events, alias: str) -> AsyncIterator[bytes]:
+async def _payloads(events: Events, alias: str) -> AsyncIterator[bytes]:
     """The stream's chunk payloads with the alias as ``model``; an empty stream is refused."""
     try:
         event = await events.next()

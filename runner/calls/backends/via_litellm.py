@@ -15,18 +15,20 @@ from runner.calls.types import Answer, PreparedCall
 
 
 class LiteLLMBackend:
-    """Sends a prepared call with LiteLLM, with the deployment's fixed ``kwargs``."""
+    """Sends a prepared call with LiteLLM's ``function`` (``acompletion``, or
+    ``aembedding`` for embedding models), with the deployment's fixed ``kwargs``."""
 
     name = "litellm"
 
-    def __init__(self, kwargs: Mapping[str, Any]) -> None:
+    def __init__(self, kwargs: Mapping[str, Any], function: str = "acompletion") -> None:
         self.kwargs = kwargs
+        self.function = function
 
     async def send(self, call: PreparedCall) -> Answer:
-        kwargs = {**self.kwargs, "messages": call.messages, **call.params}
+        kwargs = {**self.kwargs, **call.inputs, **call.params}
         if call.headers:
             kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **call.headers}
-        result = await lazy_litellm.litellm().acompletion(**kwargs)
+        result = await getattr(lazy_litellm.litellm(), self.function)(**kwargs)
         alias = call.deployment.alias
         if call.stream:
             return _payloads(result, alias)
