@@ -127,45 +127,39 @@ class HandlerAdapter(CustomLLM):
         return arguments, api_key
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        instance = self.loaded.instance
-        if "acompletion" in self._filters:
-            arguments, api_key = await self._arguments("acompletion", kwargs)
-            step: Callable[[], Awaitable[Any]] = partial(instance.acompletion, **arguments)
-        elif "completion" in self._filters:
-            arguments, api_key = await self._arguments("completion", kwargs)
-            step = partial(off_loop, instance.completion, **arguments)
-        else:
-            raise RunnerError(
-                f"{self._name} implements neither acompletion nor completion",
-                501,
-                "handler_error",
-                "handler_incomplete",
-            )
-        response = await self._call(step, api_key)
-        if not isinstance(response, ModelResponse):
-            raise self._wrong("returned", describe(response), "a litellm.ModelResponse")
-        return response
+        return await self._whole(kwargs, "acompletion", "completion", ModelResponse, "")
 
     async def aembedding(self, *args: Any, **kwargs: Any) -> EmbeddingResponse:  # type: ignore[override]
-        """The handler's embeddings (``aembedding``, or ``embedding`` in a thread)."""
+        return await self._whole(
+            kwargs,
+            "aembedding",
+            "embedding",
+            EmbeddingResponse,
+            ", so it cannot serve an embedding model",
+        )
+
+    async def _whole(
+        self, kwargs: dict[str, Any], method: str, sync_method: str, answer: type[T], why: str
+    ) -> T:
+        """The handler's ``method`` (or ``sync_method``, in a thread), whose result must be
+        an ``answer``."""
         instance = self.loaded.instance
-        if "aembedding" in self._filters:
-            arguments, api_key = await self._arguments("aembedding", kwargs)
-            step: Callable[[], Awaitable[Any]] = partial(instance.aembedding, **arguments)
-        elif "embedding" in self._filters:
-            arguments, api_key = await self._arguments("embedding", kwargs)
-            step = partial(off_loop, instance.embedding, **arguments)
+        if method in self._filters:
+            arguments, api_key = await self._arguments(method, kwargs)
+            step: Callable[[], Awaitable[Any]] = partial(getattr(instance, method), **arguments)
+        elif sync_method in self._filters:
+            arguments, api_key = await self._arguments(sync_method, kwargs)
+            step = partial(off_loop, getattr(instance, sync_method), **arguments)
         else:
             raise RunnerError(
-                f"{self._name} implements neither aembedding nor embedding, so it cannot serve "
-                "an embedding model",
+                f"{self._name} implements neither {method} nor {sync_method}{why}",
                 501,
                 "handler_error",
                 "handler_incomplete",
             )
         response = await self._call(step, api_key)
-        if not isinstance(response, EmbeddingResponse):
-            raise self._wrong("returned", describe(response), "a litellm.EmbeddingResponse")
+        if not isinstance(response, answer):
+            raise self._wrong("returned", describe(response), f"a litellm.{answer.__name__}")
         return response
 
     async def astreaming(  # type: ignore[override]
