@@ -20,7 +20,9 @@ from .fake_formats import (
     OllamaProvider,
     ResponsesProvider,
 )
-from .helpers import Runner, oauth2_fields, serve
+from .helpers import Runner, both_call_paths, oauth2_fields, serve
+
+call_path = both_call_paths
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 TOOLS = [
@@ -623,3 +625,119 @@ def test_oauth2_credentials_reach_a_responses_api_endpoint(
     assert runner.chat("Pro").status_code == 200
     assert responses.last.headers["authorization"].startswith("Bearer ")
     assert responses.last.headers["authorization"] != "Bearer sk-responses-5"
+
+
+@pytest.mark.parametrize("format", ["anthropic", "openai-responses"])
+def test_translated_formats_skip_litellms_call_machinery_on_the_fast_path(
+    runner: Runner,
+    anthropic: AnthropicProvider,
+    responses: ResponsesProvider,
+    call_path: str,
+    format: str,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The runner sends these itself with LiteLLM's translation; only
+    RUNNER_FAST_PATH=false sends anthropic through litellm.acompletion (and
+    openai-responses never: LiteLLM's route for it bypasses the runner's client)."""
+    import litellm
+
+    calls = []
+    real = litellm.acompletion
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("model"))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "acompletion", counted)
+    spec = claude(anthropic) if format == "anthropic" else responses_only(responses)
+    runner.put("translated", spec)
+    alias = "Claude" if format == "anthropic" else "Pro"
+    assert runner.chat(alias).status_code == 200
+    via_litellm = format == "anthropic" and call_path == "litellm"
+    assert len(calls) == (1 if via_litellm else 0)
+
+
+PIXEL = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5E"
+    "rkJggg=="
+)
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def _image_and_schema(runner: Runner, alias: str, fake: FakeProvider) -> dict[str, Any]:
+    """Call ``alias`` with an image part, a JSON schema and max_tokens; what ``fake`` got."""
+    response = runner.http.post(
+        "/v1/chat/completions",
+        json={
+            "model": alias,
+            "max_tokens": 30,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "a", "schema": CITY},
+            },
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Where?"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": f"data:image/png;base64,{PIXEL}"},
+                        },
+                    ],
+                }
+            ],
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == alias
+    return fake.last.body
+
+
+def _json_mode_model(spec: dict[str, Any]) -> dict[str, Any]:
+    spec["model_properties"][0]["supported_parameters"] = ["max_tokens", "response_format"]
+    return spec
+
+
+def test_images_and_json_schemas_reach_each_format_in_its_own_shape(
+    runner: Runner,
+    anthropic: AnthropicProvider,
+    gemini: GeminiProvider,
+    ollama: OllamaProvider,
+    responses: ResponsesProvider,
+):
+    runner.put("claude", _json_mode_model(claude(anthropic)))
+    sent = _image_and_schema(runner, "Claude", anthropic)
+    assert sent["messages"][0]["content"][1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+    }
+    assert sent["output_format"]["schema"]["properties"] == CITY["properties"]
+    assert sent["max_tokens"] == 30
+    assert not {"response_format", "json_mode"} & set(sent)
+
+    runner.put("flash", _json_mode_model(flash(gemini)))
+    sent = _image_and_schema(runner, "Flash", gemini)
+    assert sent["contents"][0]["parts"][1] == {
+        "inline_data": {"data": PIXEL, "mime_type": "image/png"}
+    }
+    config = sent["generationConfig"]
+    assert config["response_mime_type"] == "application/json"
+    assert config["response_json_schema"] == CITY
+    assert config["max_output_tokens"] == 30
+    # Mapped parameters are not also sent as they came, which Gemini would refuse.
+    assert not {"response_format", "max_tokens"} & set(config)
+
+    runner.put("llama", _json_mode_model(llama(ollama)))
+    sent = _image_and_schema(runner, "Llama", ollama)
+    assert sent["messages"][0]["images"] == [PIXEL]
+    assert sent["format"] == CITY
+    assert not {"response_format", "max_tokens"} & (set(sent["options"]) | set(sent))
+    assert sent["options"]["num_predict"] == 30
+
+    runner.put("pro", _json_mode_model(responses_only(responses)))
+    sent = _image_and_schema(runner, "Pro", responses)
+    assert sent["input"][0]["content"][1]["type"] == "input_image"
+    assert sent["input"][0]["content"][1]["image_url"] == f"data:image/png;base64,{PIXEL}"
+    assert sent["text"]["format"]["type"] == "json_schema"
+    assert sent["text"]["format"]["schema"] == CITY

@@ -18,7 +18,12 @@ import httpx
 from runner.calls.backends.checked_transport import CheckedTransport
 from runner.handlers.files import LoadedHandler
 from runner.handlers.providers import provider_name
-from runner.integrations.formats import AZURE_API_VERSION, OPENAI_SHAPED, format_headers
+from runner.integrations.formats import (
+    AZURE_API_VERSION,
+    OPENAI_SHAPED,
+    format_headers,
+    sent_by_runner,
+)
 from runner.integrations.formats import api_base as litellm_api_base
 from runner.integrations.redaction import secrets_of
 from runner.integrations.schema import Integration
@@ -113,9 +118,7 @@ def open_client(
     way the credentials, fixed headers, address policy and answer checks apply.
     """
     credentials = credentials_for(integration, timeout, addresses)
-    if integration.format == "openai-responses" or (
-        not via_litellm and integration.format == "openai"
-    ):
+    if sent_by_runner(integration.format, fast_path=not via_litellm):
         return UpstreamClient(credentials=credentials)  # sent over the shared session
 
     fixed_headers = {

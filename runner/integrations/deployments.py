@@ -24,7 +24,12 @@ from runner.calls.limits import DEFAULT_NUM_RETRIES
 from runner.calls.operations import BY_TYPE
 from runner.calls.types import Backend, Deployment, Gate, Policy
 from runner.integrations.clients import PLACEHOLDER_KEY, UpstreamClient
-from runner.integrations.formats import AZURE_API_VERSION, litellm_model
+from runner.integrations.formats import (
+    AZURE_API_VERSION,
+    format_headers,
+    litellm_model,
+    sent_by_runner,
+)
 from runner.integrations.formats import api_base as litellm_api_base
 from runner.integrations.schema import Integration, Limits, ModelProperties
 
@@ -127,13 +132,8 @@ class _BackendChooser:
         elif integration.format == "openai" and (self.fast_path or kind != "chat"):
             operation = BY_TYPE[kind]
             direct = self._plain(operation.upstream_path, operation.check_answer)
-        elif integration.format == "openai-responses":
-            from runner.calls.backends.responses_api import (  # LiteLLM's: loaded by now
-                ResponsesApiBackend,
-            )
-
-            endpoint = litellm_api_base("openai-responses", integration.endpoint or "")
-            direct = ResponsesApiBackend(self._plain("responses", answers.json_object, endpoint))
+        elif kind == "chat" and sent_by_runner(integration.format, fast_path=self.fast_path):
+            direct = self._translated()
         else:
             return _litellm_backend(integration, self.client, model, accepted, self.timeout)
         self._shared[kind] = direct
@@ -144,15 +144,39 @@ class _BackendChooser:
         path: str,
         check_answer: Callable[[bytes], dict[str, Any]],
         endpoint: str | None = None,
+        fixed_headers: Mapping[str, str] | None = None,
     ) -> PlainHttpBackend:
         assert self.session is not None
         return PlainHttpBackend(
             self.session,
             f"{endpoint or self.integration.endpoint}/{path}",
             self.client.credentials,
-            MappingProxyType(dict(self.integration.headers)),
+            MappingProxyType(dict(fixed_headers or self.integration.headers)),
             check_answer,
         )
+
+    def _translated(self) -> Backend:
+        """A chat backend for a format whose translation the runner takes from LiteLLM."""
+        # LiteLLM's modules: loaded by now (Registry.stage).
+        from runner.calls.backends.anthropic_messages import AnthropicExchange
+        from runner.calls.backends.responses_api import ResponsesExchange
+        from runner.calls.backends.translated import TranslatedBackend
+
+        integration = self.integration
+        path, translation, name = {
+            "anthropic": ("v1/messages", AnthropicExchange, "anthropic"),
+            "openai-responses": ("responses", ResponsesExchange, "openai_responses"),
+        }[integration.format]
+        transport = self._plain(
+            path,
+            answers.json_object,
+            litellm_api_base(integration.format, integration.endpoint or ""),
+            {
+                **format_headers(integration.format, integration.anthropic_version),
+                **integration.headers,
+            },
+        )
+        return TranslatedBackend(name, transport, translation)
 
     def _handler_backend(self, kind: str) -> Backend:
         from runner.calls.backends.handler import (  # LiteLLM's types: loaded by now
@@ -205,9 +229,10 @@ def _litellm_backend(
         MappingProxyType(
             {
                 **kwargs,
-                # Our own filter already decided what may pass; tell LiteLLM
-                # not to second-guess parameters it does not know for this name.
-                "allowed_openai_params": sorted(set(accepted.values())),
+                # Our own filter already decided what may pass: LiteLLM maps what
+                # it knows for this provider, and passes the rest on as they are
+                # (only the rest: it would send a mapped one twice, raw as well).
+                "allowed_openai_params": _unmapped(target["model"], accepted),
                 # With tools present LiteLLM would detour through its MCP
                 # gateway, which needs the optional `mcp` package and is a
                 # proxy feature; tools go to the model as sent.
@@ -215,6 +240,18 @@ def _litellm_backend(
             }
         )
     )
+
+
+def _unmapped(model: str, accepted: Mapping[str, str]) -> list[str]:
+    """The accepted parameters LiteLLM does not translate for ``model`` (``provider/name``)."""
+    provider, _, name = model.partition("/")
+    try:
+        known = lazy_litellm.litellm().get_supported_openai_params(
+            model=name, custom_llm_provider=provider
+        )
+    except Exception:  # a handler's provider, unknown to LiteLLM's tables
+        known = None
+    return sorted(set(accepted.values()) - set(known or ()))
 
 
 def _gate(owner: str, limits: Limits) -> Gate | None:

@@ -1,8 +1,10 @@
 """The wire formats an integration's endpoint may speak, and how each reaches LiteLLM.
 
 ``openai`` (the default) is served by the runner's own fast path; every other
-format goes through LiteLLM, which translates the caller's OpenAI request to
-the provider's format and its answer (and stream) back. Each format's entry
+format is translated by LiteLLM: the caller's OpenAI request to the provider's
+format, and its answer (and stream) back. For ``anthropic`` and
+``openai-responses`` the runner uses only LiteLLM's translation and sends
+itself (:func:`sent_by_runner`); the others go through ``litellm.acompletion``. Each format's entry
 says what LiteLLM calls the provider and how the integration's ``endpoint``
 becomes LiteLLM's ``api_base``.
 """
@@ -42,6 +44,14 @@ _SUFFIXES = {
     "ollama": ("/api/chat", "/api"),
     "openai-responses": ("/responses",),
 }
+
+
+def sent_by_runner(format: str, *, fast_path: bool) -> bool:
+    """Whether the runner sends this format's chat calls itself, over its shared session:
+    ``openai`` as it is and ``anthropic`` translated by LiteLLM on the fast path,
+    ``openai-responses`` always (LiteLLM's own route for it bypasses the runner's
+    client). Other formats go through ``litellm.acompletion``."""
+    return format == "openai-responses" or (fast_path and format in ("openai", "anthropic"))
 
 
 def litellm_model(format: str, name: str) -> str:

@@ -23,19 +23,9 @@ from litellm import EmbeddingResponse, ModelResponse
 from litellm.main import _get_encoding
 
 from runner.calls.backends.chunks import chat_chunks
+from runner.calls.backends.stand_ins import QuietLogging, ignore
 from runner.calls.types import Answer, PreparedCall
 from runner.handlers.adapter import HandlerAdapter
-
-
-class _QuietLogging:
-    """What handlers get as ``logging_obj``: every method LiteLLM's has, doing nothing."""
-
-    def __getattr__(self, name: str) -> Any:
-        return _ignore
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None
 
 
 class _LazyEncoding:
@@ -61,9 +51,9 @@ class HandlerBackend:
         self.adapter = adapter
         self._fixed: Mapping[str, Any] = {
             "api_base": api_base,
-            "print_verbose": _ignore,
+            "print_verbose": ignore,
             "acompletion": True,
-            "logging_obj": _QuietLogging(),
+            "logging_obj": QuietLogging(),
             "litellm_params": {"custom_llm_provider": adapter.provider, "api_base": api_base},
             "logger_fn": None,
             "timeout": timeout,

@@ -103,10 +103,14 @@ class PlainHttpBackend:
             raise
         return _payloads(Events(response), deployment.alias)
 
-    async def exchange(self, call: PreparedCall, body: dict[str, Any]) -> aiohttp.ClientResponse:
-        """POST ``body`` for ``call``: the upstream's successful answer, its body unread, or
-        the upstream's refusal raised in the runner's categories."""
-        response = await self._post(json.dumps(body).encode(), call.headers)
+    async def exchange(
+        self, call: PreparedCall, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` for ``call`` (with ``headers`` a wire format asks for): the
+        upstream's successful answer, its body unread, or the upstream's refusal raised in
+        the runner's categories."""
+        mapped = {**headers, **call.headers} if headers else call.headers
+        response = await self._post(json.dumps(body).encode(), mapped)
         if 200 <= response.status < 300:
             return response
         try:  # redirects are not followed, nor passed on
