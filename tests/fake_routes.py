@@ -7,7 +7,8 @@ API reference (and Cohere's, for rerank), recording what it receives.
   base64``, as base64 float32s, as OpenAI sends them.
 - ``POST /v1/rerank``: each document scored by the words it shares with the query,
   best first, cut to ``top_n``.
-- ``POST /v1/chat/completions``: ``"chat: <last message>"``.
+- ``POST /v1/chat/completions``: ``"chat: <last message>"``; for the model
+  ``no-choices``, a completion with no choices at all.
 
 A model named ``status-NNN`` answers with that status in OpenAI's error envelope.
 """
@@ -40,6 +41,8 @@ class OpenAIRoutesProvider(FakeProvider):
             return JSONResponse(_embeddings(model, body))
         if path.endswith("/rerank"):
             return JSONResponse(_rerank(body))
+        if path.endswith("/chat/completions") and model == "no-choices":
+            return JSONResponse({"id": "chatcmpl-0", "object": "chat.completion", "choices": []})
         if path.endswith("/chat/completions"):
             text = f"chat: {body['messages'][-1]['content']}"
             return JSONResponse(

@@ -343,3 +343,21 @@ def test_a_handler_without_embeddings_says_so(config_dir: Path, handler_dir: Pat
         )
         assert response.status_code == 422
         assert response.json()["error"]["problems"][0]["field"] == "model_properties[0].type"
+
+
+def test_an_answer_anthropics_shape_cannot_hold_is_a_502_on_messages(
+    runner: Runner, provider: OpenAIRoutesProvider
+):
+    spec = {
+        "authentication_type": "none",
+        "endpoint": f"{provider.url}/v1",
+        "model_properties": [{"name": "no-choices", "alias": "Empty"}],
+    }
+    runner.put("empty", spec)
+    response = runner.http.post(
+        "/v1/messages",
+        json={"model": "Empty", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["type"] == "api_error"
+    assert "'Empty'" in response.json()["error"]["message"]

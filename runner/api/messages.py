@@ -76,9 +76,18 @@ async def answer(
         completion = json.loads(result)
         # Anthropic's message always has usage; some upstreams and handlers send none.
         completion.setdefault("usage", _NO_USAGE)
-        message = adapter.translate_completion_output_params(
-            ModelResponse(**completion), tool_name_mapping=tool_names
-        )
+        try:
+            message = adapter.translate_completion_output_params(
+                ModelResponse(**completion), tool_name_mapping=tool_names
+            )
+        except Exception as exc:
+            log.warning("translating %r's answer to an Anthropic message failed: %r", alias, exc)
+            raise RunnerError(
+                f"the answer of {alias!r} could not be translated to an Anthropic message",
+                502,
+                "upstream_connection_error",
+                "untranslatable_answer",
+            ) from None
         return json.dumps({**dict(message or {}), "model": alias}).encode(), headers
     return _Events(result, alias, tool_names), headers
 
