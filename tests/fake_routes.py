@@ -8,7 +8,7 @@ API reference (and Cohere's, for rerank), recording what it receives.
 - ``POST /v1/rerank``: each document scored by the words it shares with the query,
   best first, cut to ``top_n``.
 - ``POST /v1/chat/completions``: ``"chat: <last message>"``; for the model
-  ``no-choices``, a completion with no choices at all.
+  ``odd-choices``, a completion whose message content is a number.
 
 A model named ``status-NNN`` answers with that status in OpenAI's error envelope.
 """
@@ -41,8 +41,9 @@ class OpenAIRoutesProvider(FakeProvider):
             return JSONResponse(_embeddings(model, body))
         if path.endswith("/rerank"):
             return JSONResponse(_rerank(body))
-        if path.endswith("/chat/completions") and model == "no-choices":
-            return JSONResponse({"id": "chatcmpl-0", "object": "chat.completion", "choices": []})
+        if path.endswith("/chat/completions") and model == "odd-choices":
+            odd = [{"index": 0, "message": {"role": "assistant", "content": 5}}]
+            return JSONResponse({"id": "chatcmpl-0", "object": "chat.completion", "choices": odd})
         if path.endswith("/chat/completions"):
             text = f"chat: {body['messages'][-1]['content']}"
             return JSONResponse(
