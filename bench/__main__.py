@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from . import formats, handler, measure, report, targets, upstream, workers
+from . import formats, handler, measure, observability, report, targets, upstream, workers
 from .measure import Endpoint
 from .targets import MODEL, STREAM_MODEL
 
@@ -104,6 +104,8 @@ def _run(
         servers.append(small)
         pair = workers.start(workdir, up_url)
         servers.append(pair)
+        observed = observability.start(workdir)
+        servers.extend(observed)
         started = time.perf_counter()
         big = targets.start_runner(f"runner, {many} integrations", workdir / "many")
         servers.append(big)
@@ -125,6 +127,10 @@ def _run(
         results["handler"] = handler.compare(small, proxy, rounds, seconds, prefer_wrk)
         _log("anthropic format: latency and throughput, runner against LiteLLM's proxy")
         results["anthropic"] = formats.compare(up_url, small, proxy, rounds, seconds, prefer_wrk)
+        _log("observability: metrics and JSON access lines on, against off")
+        results["observability"] = observability.compare(
+            up_url, observed, rounds, seconds, prefer_wrk
+        )
         _log(f"throughput: 1 worker against {workers.WORKERS}, alternating passes")
         results["workers"] = workers.compare(small, pair, seconds, prefer_wrk)
         return results

@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import formats, handler, workers
+from . import formats, handler, observability, workers
 
 
 def machine() -> str:
@@ -82,6 +82,7 @@ def table(results: dict) -> str:
     ]
     lines += handler.report_lines(results["handler"])
     lines += formats.report_lines(results["anthropic"])
+    lines += observability.report_lines(results["observability"])
     lines += workers.report_lines(results["workers"], results["load_generator"])
     lines += _store_lines(results["store"])
     lines += ["", *_verdicts(results)]
@@ -136,6 +137,7 @@ def _verdicts(results: dict) -> list[str]:
         ),
         *handler.verdicts(results["handler"]),
         *formats.verdicts(results["anthropic"]),
+        *observability.verdicts(results["observability"]),
         workers.verdict(results["workers"]),
     ]
     startup, post = results["store"]["startup"], results["store"]["post_ms"]

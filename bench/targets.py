@@ -59,7 +59,8 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> Non
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"{url} exited: {process.stderr.read().decode()[-2000:]}")
+                said = process.stderr.read().decode()[-2000:] if process.stderr else "(see its log)"
+                raise RuntimeError(f"{url} exited: {said}")
             try:
                 if client.get(url).status_code == 200:
                     return
@@ -106,22 +107,33 @@ def write_runner_config(directory: Path, upstream: str, integrations: int) -> No
         (directory / f"{name}.json").write_text(json.dumps(spec))
 
 
-def _start(name: str, command: list[str], env: dict[str, str], cwd: Path, ready: str) -> Target:
-    """Start a server on a free port (``{port}`` in ``command``) and wait for ``ready``."""
+def _start(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    ready: str,
+    log: Path | None = None,
+) -> Target:
+    """Start a server on a free port (``{port}`` in ``command``) and wait for ``ready``;
+    its stderr goes to ``log`` when given (a server that logs every request would fill
+    an unread pipe and stall)."""
     port = free_port()
     process = subprocess.Popen(
         [part.replace("{port}", str(port)) for part in command],
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("wb") if log is not None else subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     wait_ready(f"{url}{ready}", process)
     return Target(name, url, process)
 
 
-def start_runner(name: str, config_dir: Path, extra_env: dict[str, str] | None = None) -> Target:
+def start_runner(
+    name: str, config_dir: Path, extra_env: dict[str, str] | None = None, log: Path | None = None
+) -> Target:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
     env.update(RUNNER_LOG_LEVEL="warning", RUNNER_DATA_DIR=f"{config_dir}-data")
     env.update(extra_env or {})
@@ -137,7 +149,7 @@ def start_runner(name: str, config_dir: Path, extra_env: dict[str, str] | None =
         "--custom-llms",
         str(REPO / "custom_llms"),
     ]
-    return _start(name, command, env, REPO, "/health")
+    return _start(name, command, env, REPO, "/health", log)
 
 
 def litellm_proxy_command() -> list[str] | None:

@@ -140,7 +140,7 @@ def _serve(settings: Settings) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_config=logging_config(settings.log_level),
+        log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level,
         access_log=False,
     )

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 from starlette.types import Send
 
+from runner.observe.records import note_error
+from runner.observe.records import request_id as current_request_id
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -56,12 +59,18 @@ class RunnerError(Exception):
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
     def to_body(self) -> dict[str, object]:
+        """The OpenAI envelope, with the request's id; building it notes the failure on the
+        request's record, so every refusal sent is logged and counted as what it is."""
+        note_error(self.type, self.code)
         error: dict[str, object] = {
             "message": self.message,
             "type": self.type,
             "code": self.code,
             "param": self.param,
         }
+        request_id = current_request_id()
+        if request_id is not None:
+            error["request_id"] = request_id
         if self.problems:
             error["problems"] = [{"field": p.field, "message": p.message} for p in self.problems]
         return {"error": error}
@@ -75,6 +84,7 @@ class ErrorBody(BaseModel):
     code: str | None = None
     param: str | None = None
     problems: list[dict[str, str]] | None = None
+    request_id: str | None = None
 
 
 class ErrorEnvelope(BaseModel):

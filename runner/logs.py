@@ -12,14 +12,17 @@ log line is shortened to its type and message (:class:`BriefErrors`).
 from __future__ import annotations
 
 import copy
+import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
 
 
-def logging_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration, extended to the ``runner`` loggers at ``level``."""
+def logging_config(level: str, format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging configuration, extended to the ``runner`` loggers at ``level``;
+    with ``format`` ``json``, every line (uvicorn's too) is a JSON object."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["formatters"]["runner"] = {
         "()": "uvicorn.logging.DefaultFormatter",
@@ -42,7 +45,30 @@ def logging_config(level: str) -> dict[str, Any]:
         config["filters"] = {"brief": {"()": BriefErrors}}
         for handler in config["handlers"].values():
             handler["filters"] = ["brief"]
+    if format == "json":
+        config["formatters"] = {"json": {"()": JsonLines}}
+        for handler in config["handlers"].values():
+            handler["formatter"] = "json"
     return config
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and for an
+    access line each of its fields (see :mod:`runner.observe.access_log`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            line.update(access)
+        if record.exc_info and record.exc_info[1] is not None:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
 
 
 class BriefErrors(logging.Filter):

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
             "Bearer key for the management API. Unset: management answers loopback clients only."
         ),
     )
+    metrics_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer key for GET /metrics (the admin key works too). Unset, with no admin "
+            "key: /metrics answers loopback clients only."
+        ),
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         description=(
@@ -69,6 +76,18 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         default="info",
         description="What the runner and uvicorn log: info is one line per change of state.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: readable lines; json: one JSON object per line, for log pipelines.",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One line per request at info: route, alias, status, latency, tokens.",
+    )
+    metrics: bool = Field(
+        default=True,
+        description="Count every request for GET /metrics (Prometheus text format).",
     )
     fast_path: bool = Field(
         default=True,

@@ -61,7 +61,7 @@ def serve_workers(settings: Settings) -> int:
         workers=settings.workers,
         host=settings.host,
         port=settings.port,
-        log_config=logging_config(settings.log_level),
+        log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level,
         access_log=False,
         timeout_worker_healthcheck=WORKER_READY_SECONDS,

@@ -102,7 +102,12 @@ def test_handler_receives_endpoint_name_params_and_credentials(runner: Runner, h
         "provider": "runner-handler-spy",
         "temperature": 0.5,
         "api_key": "k-1",
-        "headers": {"x-key": "k-1", "X-Run": "r-1", "X-Fixed": "f"},
+        "headers": {
+            "x-key": "k-1",
+            "X-Run": "r-1",
+            "x-request-id": response.headers["x-request-id"],
+            "X-Fixed": "f",
+        },
         "top_p": None,
     }
     assert response.headers["x-runner-dropped-params"] == "top_p"

@@ -113,6 +113,7 @@ def test_refusals_come_in_anthropics_error_shape(plain: Runner, upstream: Upstre
     assert raw.json() == {
         "type": "error",
         "error": {"type": "invalid_request_error", "message": raw.json()["error"]["message"]},
+        "request_id": raw.headers["x-request-id"],
     }
     assert "'messages'" in raw.json()["error"]["message"]
     upstream.failures["model-a"] = [503]

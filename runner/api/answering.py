@@ -23,9 +23,11 @@ from runner.calls.run import complete
 from runner.calls.types import PreparedCall
 from runner.errors import RunnerError
 from runner.integrations.registry import Registry
+from runner.observe import records
 
 log = logging.getLogger(__name__)
 DROPPED_PARAMS_HEADER = "x-runner-dropped-params"
+REQUEST_ID = "x-request-id"
 # Names the dropped-parameters header may repeat; anything else a caller sent as a
 # key (CR/LF, non-ASCII, kilobytes) is only counted.
 _PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -33,8 +35,12 @@ _PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _DROPPED_NAMES_BYTES = 224
 
 
-def prepared(registry: Registry, operation: Operation, body: Mapping[str, Any]) -> PreparedCall:
-    """The call ``body`` asks for on ``operation``'s route, or the refusal saying why not."""
+def prepared(
+    registry: Registry, operation: Operation, body: Mapping[str, Any], route: str | None = None
+) -> PreparedCall:
+    """The call ``body`` asks for on ``operation``'s route (or ``route``, which serves it in
+    another shape), or the refusal saying why not. The request's record learns what is
+    called, and the upstream gets the request's id as ``x-request-id``."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise RunnerError(
@@ -46,7 +52,14 @@ def prepared(registry: Registry, operation: Operation, body: Mapping[str, Any]) 
     deployment = registry.resolve(model)
     if deployment.type != operation.type:
         raise wrong_route(deployment.alias, deployment.type, operation.route)
-    return prepare(deployment, body, operation)
+    call = prepare(deployment, body, operation)
+    record = records.current.get()
+    if record is not None:
+        route = route or operation.route
+        record.call(route, deployment.alias, deployment.integration, deployment.backend.name)
+        record.stream = call.stream
+        call.headers[REQUEST_ID] = record.request_id
+    return call
 
 
 async def answer(

@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 from runner import __version__
@@ -19,6 +20,9 @@ from runner.errors import ErrorEnvelope, RunnerError
 from runner.integrations.registry import Registry
 from runner.integrations.service import IntegrationService, StartupRefused
 from runner.integrations.watcher import watch_handlers
+from runner.observe.metrics import Metrics
+from runner.observe.middleware import Observe
+from runner.observe.state import service_state
 from runner.security.admission import Admission, ApiKeys
 from runner.security.secret_keys import KeyConfigError, load_secret_box
 from runner.settings import Settings
@@ -89,6 +93,18 @@ def create_app(
         api_keys=ApiKeys(keys) if keys else None,
         max_request_bytes=settings.max_request_bytes,
         admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
+        metrics_key=settings.metrics_key.get_secret_value() if settings.metrics_key else None,
+    )
+    # Outermost of all: every request, refused ones too, gets an id and is counted.
+    metrics = (
+        Metrics(lambda: service_state(getattr(app.state, "service", None)))
+        if settings.metrics
+        else None
+    )
+    app.add_middleware(
+        Observe,
+        finished=metrics.observe if metrics is not None else None,
+        access_log_enabled=settings.access_log,
     )
     plain_document = app.openapi
     app.openapi = lambda: openapi.document(plain_document())  # type: ignore[method-assign]
@@ -102,6 +118,13 @@ def create_app(
         # With RUNNER_WORKERS > 1 each answer describes one worker process: the pid
         # says which, matching uvicorn's "Started server process [pid]" line.
         return {**service.status(), "worker": {"pid": os.getpid()}}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format (see the README's Observability section)."""
+        if metrics is None:
+            raise RunnerError("metrics are off (RUNNER_METRICS=false)", 404, code="metrics_off")
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -21,6 +21,7 @@ from runner.api.answering import DROPPED_PARAMS_HEADER, dropped_params, prepared
 from runner.calls.operations import CHAT
 from runner.errors import RunnerError
 from runner.integrations.registry import Registry
+from runner.observe import records
 
 log = logging.getLogger(__name__)
 ROUTE = "/v1/messages"
@@ -42,8 +43,13 @@ _ERROR_TYPES = {
 
 def error_body(error: RunnerError) -> bytes:
     """A refusal as Anthropic sends one: ``{"type": "error", "error": {type, message}}``."""
+    error.to_body()  # notes the failure on the request's record, as for every route
     kind = _ERROR_TYPES.get(error.status_code, "api_error")
-    return json.dumps({"type": "error", "error": {"type": kind, "message": error.message}}).encode()
+    body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": error.message}}
+    request_id = records.request_id()
+    if request_id is not None:
+        body["request_id"] = request_id  # where Anthropic puts its own
+    return json.dumps(body).encode()
 
 
 async def answer(
@@ -66,7 +72,7 @@ async def answer(
     request = _without_nulls(request)  # type: ignore[arg-type]
     if request.get("stream") is True:
         request["stream_options"] = {"include_usage": True}
-    call = prepared(registry, CHAT, request)
+    call = prepared(registry, CHAT, request, ROUTE)
     alias = call.deployment.alias
     result = await run(call, framed=False)
     headers = {DROPPED_PARAMS_HEADER: dropped_params(call.dropped)} if call.dropped else {}

@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from runner.calls.failures import concurrency_limited, rate_limited, timeout_error
 from runner.calls.types import Answer, Deployment, Gate, Policy
 from runner.errors import RunnerError
+from runner.observe import records
+from runner.observe.records import CallRecord
 
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 8.0
@@ -36,12 +38,17 @@ async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Answer
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.timeout
     held: list[Gate] = []
+    record = records.current.get()
     try:
         async with asyncio.timeout_at(deadline):
-            for gate in policy.gates:
-                await gate.enter()
-                held.append(gate)
-            result = await _with_retries(policy, attempt, deadline)
+            if policy.gates:
+                waiting_since = loop.time()
+                for gate in policy.gates:
+                    await gate.enter()
+                    held.append(gate)
+                if record is not None:
+                    record.slot_wait = loop.time() - waiting_since
+            result = await _with_retries(policy, attempt, deadline, record)
     except TimeoutError:
         waiting_for = policy.gates[len(held)] if len(held) < len(policy.gates) else None
         _leave(held)
@@ -67,21 +74,29 @@ def _admit(policy: Policy, deployment: Deployment) -> None:
 
 
 async def _with_retries(
-    policy: Policy, attempt: Callable[[], Awaitable[Answer]], deadline: float
+    policy: Policy,
+    attempt: Callable[[], Awaitable[Answer]],
+    deadline: float,
+    record: CallRecord | None,
 ) -> Answer:
     loop = asyncio.get_running_loop()
     retries = 0
     while True:
+        started = loop.time()
         try:
             return await attempt()
         except RunnerError as exc:
-            if not exc.retryable or retries >= policy.num_retries:
-                raise
-            delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
-            if loop.time() + delay >= deadline:
-                raise
-            retries += 1
-            await asyncio.sleep(delay)
+            failure = exc
+        finally:
+            if record is not None:
+                record.attempts.append(loop.time() - started)
+        if not failure.retryable or retries >= policy.num_retries:
+            raise failure
+        delay = failure.retry_after if failure.retry_after is not None else _backoff(retries)
+        if loop.time() + delay >= deadline:
+            raise failure
+        retries += 1
+        await asyncio.sleep(delay)
 
 
 def _backoff(retries: int) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +58,7 @@ class IntegrationService:
         self.registry = registry
         self.store = store
         self.problems = Problems()
+        self.synced_at: float | None = None  # the last store sync that succeeded (monotonic)
         self._box = box
         self.file_managed: dict[str, Path] = {}
         self.applied_revision = 0
@@ -68,6 +70,7 @@ class IntegrationService:
         self.file_managed = {path.stem: path for path in paths}
         await self.load_files(paths)
         await self.load_stored()
+        self.synced_at = time.monotonic()
         announce(self.settings, new_store=self.store.created)
 
     async def load_files(self, paths: list[Path]) -> None:
@@ -196,6 +199,7 @@ class IntegrationService:
             await asyncio.sleep(interval)
             try:
                 await self.sync()
+                self.synced_at = time.monotonic()
             except Exception as exc:
                 log.warning(
                     "store sync failed (%s); retrying in %s s", type(exc).__name__, interval

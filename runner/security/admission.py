@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runner.errors import RunnerError, send_error
 
 MANAGEMENT_PREFIX = "/integrations"
+METRICS_PATH = "/metrics"
 
 _HASHED = "sha256:"
 
@@ -87,6 +88,8 @@ class Admission:
     - ``/v1/…`` needs one of ``api_keys`` when any are set.
     - ``/integrations…`` (the management API) needs ``admin_key`` as a bearer token
       when one is set; without one, only clients on this machine may manage.
+    - ``/metrics`` needs ``metrics_key`` or ``admin_key`` when either is set; without
+      them, only clients on this machine may scrape.
     - No body may be larger than ``max_request_bytes``: a declared length over it
       is refused before the body is read, a chunked one once it grows past it.
     """
@@ -97,11 +100,13 @@ class Admission:
         api_keys: ApiKeys | None,
         max_request_bytes: int,
         admin_key: str | None = None,
+        metrics_key: str | None = None,
     ) -> None:
         self.app = app
         self.api_keys = api_keys
         self.max_request_bytes = max_request_bytes
         self._admin_key = admin_key.encode() if admin_key is not None else None
+        self._metrics_keys = [k.encode() for k in (metrics_key, admin_key) if k is not None]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,6 +128,10 @@ class Admission:
                 return missing_key_error()
         elif path == MANAGEMENT_PREFIX or path.startswith(MANAGEMENT_PREFIX + "/"):
             refused = self._admin_refusal(scope)
+            if refused is not None:
+                return refused
+        elif path == METRICS_PATH:
+            refused = self._metrics_refusal(scope)
             if refused is not None:
                 return refused
         for name, value in scope["headers"]:
@@ -153,6 +162,33 @@ class Admission:
                 403,
                 "permission_error",
                 "admin_key_required",
+            )
+        return None
+
+    def _metrics_refusal(self, scope: Scope) -> RunnerError | None:
+        """``/metrics``: with RUNNER_METRICS_KEY or RUNNER_ADMIN_KEY set, either as a bearer
+        token; with neither, clients on this machine only (as for management)."""
+        if self._metrics_keys:
+            presented = _bearer(scope["headers"]).encode()
+            # Every key compared, so the time taken says nothing about which matched.
+            if not sum(hmac.compare_digest(presented, key) for key in self._metrics_keys):
+                return RunnerError(
+                    "/metrics needs 'Authorization: Bearer <RUNNER_METRICS_KEY>' (or the "
+                    "admin key).",
+                    401,
+                    "authentication_error",
+                    "invalid_metrics_key",
+                )
+            return None
+        client = scope.get("client")
+        if not _is_loopback(client[0] if client else None):
+            return RunnerError(
+                "/metrics answers only clients on this machine while neither "
+                "RUNNER_METRICS_KEY nor RUNNER_ADMIN_KEY is set; set one and send it as a "
+                "bearer token.",
+                403,
+                "permission_error",
+                "metrics_key_required",
             )
         return None
 

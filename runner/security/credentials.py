@@ -82,6 +82,7 @@ class ClientCredentialsTokens:
             verify=tls_context(),
         )
         self._lock = asyncio.Lock()
+        self.fetches = {"ok": 0, "failed": 0}  # token requests, for /metrics
         self._access_token: str | None = None
         self._renew_at = 0.0
 
@@ -114,6 +115,7 @@ class ClientCredentialsTokens:
             await self._addresses.check_host(url.hostname or "", url.port or 0)
         except AddressRefused as exc:
             raise _token_error(str(exc)) from None
+        self.fetches["failed"] += 1  # until it proves otherwise
         try:
             token = await self._oauth.fetch_token(self._token_url, grant_type="client_credentials")
         except OAuthError as exc:
@@ -129,6 +131,8 @@ class ClientCredentialsTokens:
         # token never expires on its way upstream.
         self._renew_at = time.monotonic() + lifetime - min(60.0, lifetime / 2)
         self._access_token = access_token
+        self.fetches["failed"] -= 1
+        self.fetches["ok"] += 1
         return access_token
 
     async def aclose(self) -> None:

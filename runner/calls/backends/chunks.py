@@ -18,6 +18,8 @@ from typing import Any
 
 from litellm.types.utils import ModelResponseStream
 
+from runner.observe.records import note_usage
+
 
 async def chat_chunks(
     chunks: AsyncIterator[Any], alias: str, include_usage: bool
@@ -34,6 +36,7 @@ async def chat_chunks(
     try:
         async for chunk in chunks:
             if isinstance(chunk, ModelResponseStream):
+                note_usage(getattr(chunk, "usage", None))
                 chunk.model = alias
                 role_sent = True
                 yield chunk.model_dump_json(exclude_none=True).encode()
@@ -43,6 +46,7 @@ async def chat_chunks(
             if choice is not None:
                 role_sent = role_sent or "role" in choice["delta"]
                 yield _dump({**head, "choices": [choice]})
+        note_usage(usage)
         if include_usage and usage is not None:
             yield _dump({**head, "choices": [], "usage": usage})
     finally:

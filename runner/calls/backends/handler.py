@@ -26,6 +26,7 @@ from runner.calls.backends.chunks import chat_chunks
 from runner.calls.backends.stand_ins import QuietLogging, ignore
 from runner.calls.types import Answer, PreparedCall
 from runner.handlers.adapter import HandlerAdapter
+from runner.observe.records import note_usage, request_id
 
 
 class _LazyEncoding:
@@ -70,6 +71,8 @@ class HandlerBackend:
             "headers": call.headers,
             "optional_params": dict(call.params),
             "model_response": ModelResponse(),
+            # For handlers that take it (or **kwargs): the id of the caller's request.
+            "request_id": request_id(),
         }
         alias = call.deployment.alias
         if call.stream:
@@ -77,6 +80,7 @@ class HandlerBackend:
             usage = isinstance(options, dict) and options.get("include_usage") is True
             return chat_chunks(self.adapter.astreaming(**kwargs), alias, usage)
         response = await self.adapter.acompletion(**kwargs)
+        note_usage(getattr(response, "usage", None))
         response.model = alias
         return response.model_dump_json().encode()
 
@@ -95,5 +99,6 @@ class HandlerEmbeddingBackend(HandlerBackend):
             optional_params=dict(call.params),
             model_response=EmbeddingResponse(),
         )
+        note_usage(getattr(response, "usage", None))
         response.model = call.deployment.alias
         return response.model_dump_json().encode()

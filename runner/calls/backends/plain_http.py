@@ -24,6 +24,7 @@ from runner.calls import answers
 from runner.calls.answers import AnswerTooLarge
 from runner.calls.failures import retry_after, status_error
 from runner.calls.types import Answer, PreparedCall
+from runner.observe.records import note_usage
 from runner.security.addresses import AddressPolicy
 from runner.security.credentials import Credentials, outbound_headers
 from runner.security.outbound import env_proxy, tls_context
@@ -97,7 +98,9 @@ class PlainHttpBackend:
         try:
             if not call.stream:
                 raw = await read(response)
-                return _with_alias(raw, self.check_answer(raw), deployment.alias)
+                answer = self.check_answer(raw)
+                note_usage(answer.get("usage"))
+                return _with_alias(raw, answer, deployment.alias)
         except BaseException:
             response.release()  # mid-body this closes the connection: cancelled, or refused
             raise
@@ -200,6 +203,8 @@ async def _payloads(events: Events, alias: str) -> AsyncIterator[bytes]:
         if event is None:
             raise answers.no_events()
         while event is not None:
+            if "usage" in event[1]:
+                note_usage(event[1]["usage"])
             yield _with_alias(*event, alias)
             event = await events.next()
     finally:

@@ -21,6 +21,7 @@ from runner.calls import answers
 from runner.calls.backends.chunks import chat_chunks
 from runner.calls.backends.plain_http import Events, PlainHttpBackend, read
 from runner.calls.types import Answer, PreparedCall
+from runner.observe.records import note_usage
 
 
 class Exchange(Protocol):
@@ -63,6 +64,7 @@ class TranslatedBackend:
             if not call.stream:
                 raw = await read(response)
                 completion = _read_completion(exchange, raw, response.headers)
+                note_usage(getattr(completion, "usage", None))
                 completion.model = alias
                 return completion.model_dump_json().encode()  # type: ignore[no-any-return]
         except BaseException:

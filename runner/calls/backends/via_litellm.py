@@ -12,6 +12,7 @@ from typing import Any
 
 from runner import lazy_litellm
 from runner.calls.types import Answer, PreparedCall
+from runner.observe.records import note_usage
 
 
 class LiteLLMBackend:
@@ -32,6 +33,7 @@ class LiteLLMBackend:
         alias = call.deployment.alias
         if call.stream:
             return _payloads(result, alias)
+        note_usage(getattr(result, "usage", None))
         result.model = alias
         return result.model_dump_json().encode()
 
@@ -39,6 +41,7 @@ class LiteLLMBackend:
 async def _payloads(stream: Any, alias: str) -> AsyncIterator[bytes]:
     try:
         async for chunk in stream:
+            note_usage(getattr(chunk, "usage", None))
             chunk.model = alias
             yield chunk.model_dump_json(exclude_none=True).encode()
     finally:

@@ -1,0 +1,79 @@
+"""The observability scenario: the plain path with metrics and JSON access lines on, against
+the same runner with both off, measured in the same run.
+
+Both runners serve the small configuration; the "on" one logs every request at
+info as JSON into a file (as a log shipper would read it) and counts it for
+``/metrics``. Traces are not in the runner yet, so they are not in the figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import measure
+from .measure import Endpoint
+from .targets import MODEL, Target, start_runner
+
+ON = {"RUNNER_METRICS": "true", "RUNNER_ACCESS_LOG": "true", "RUNNER_LOG_FORMAT": "json",
+      "RUNNER_LOG_LEVEL": "info"}  # fmt: skip
+OFF = {"RUNNER_METRICS": "false", "RUNNER_ACCESS_LOG": "false"}
+THROUGHPUT_SHARE = 0.85
+ADDED_MS = 0.1
+
+
+def start(workdir: Path) -> list[Target]:
+    """The two runners, "off" then "on", each with its own data folder."""
+    config = workdir / "small"
+    return [
+        start_runner("observability off", config, {**OFF, "RUNNER_DATA_DIR": f"{config}-off"}),
+        start_runner(
+            "observability on",
+            config,
+            {**ON, "RUNNER_DATA_DIR": f"{config}-on"},
+            log=workdir / "observability-on.log",
+        ),
+    ]
+
+
+def compare(upstream: str, runners: list[Target], rounds: int, seconds: float, tool: bool) -> dict:
+    """Added p50 over the direct call (interleaved) and throughput at 32 connections."""
+    direct = Endpoint("direct", f"{upstream}/v1/chat/completions", measure.body(MODEL))
+    ends = [
+        Endpoint(name, f"{runner.url}/v1/chat/completions", measure.body(MODEL))
+        for name, runner in zip(("off", "on"), runners, strict=True)
+    ]
+    samples = measure.interleaved([direct, *ends], rounds, max(10, rounds // 10))
+    rates = measure.alternating_throughput(ends, seconds, tool)
+    figures = {}
+    for end in ends:
+        added = [t - d for t, d in zip(samples[end.name], samples["direct"], strict=True)]
+        figures[end.name] = {
+            "added_p50_ms": measure.p50(added) * 1000,
+            "requests_per_second": rates[end.name],
+        }
+    return figures
+
+
+def report_lines(figures: dict) -> list[str]:
+    off, on = figures["off"], figures["on"]
+    return [
+        "",
+        "Observability (plain path): metrics and JSON access lines on "
+        f"{on['added_p50_ms']:.2f} ms added p50, {on['requests_per_second']:,.0f} req/s; "
+        f"both off {off['added_p50_ms']:.2f} ms, {off['requests_per_second']:,.0f} req/s "
+        f"({on['requests_per_second'] / off['requests_per_second']:.0%} of the throughput).",
+    ]
+
+
+def verdicts(figures: dict) -> list[tuple[str, bool]]:
+    off, on = figures["off"], figures["on"]
+    return [
+        (
+            f"observability on: throughput ≥ {THROUGHPUT_SHARE:.0%} of off",
+            on["requests_per_second"] >= THROUGHPUT_SHARE * off["requests_per_second"],
+        ),
+        (
+            f"observability on: added p50 ≤ off + {ADDED_MS} ms",
+            on["added_p50_ms"] <= off["added_p50_ms"] + ADDED_MS,
+        ),
+    ]

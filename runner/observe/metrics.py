@@ -1,0 +1,159 @@
+"""The runner's Prometheus metrics, served at ``GET /metrics``.
+
+Each app has its own registry (so runners in one process, as in the tests,
+count apart). Requests are counted from their finished records, in one place
+(:meth:`Metrics.observe`); what is state rather than events (calls in flight,
+problems, store sync lag, OAuth2 token fetches) is read when scraped
+(:class:`_StateCollector`). Label values are aliases, integration names and
+the runner's own route and error names, never a caller's string: a request
+for an unknown alias counts under ``alias=""``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from runner.observe.records import CallRecord, in_flight
+
+# From a fraction of a millisecond (the runner's own overhead) to minutes (generations).
+_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+_LIMIT_CODES = {"rate_limited": "rate", "concurrency_limited": "concurrency"}
+StateReader = Callable[[], dict[str, Any]]
+
+
+class Metrics:
+    """The request metrics of one app, and the state it reports when scraped."""
+
+    def __init__(self, state: StateReader) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        call = ["route", "alias", "integration"]
+        self.requests = Counter(
+            "runner_requests", "Requests answered, by route, alias, integration, status and "
+            "error category (empty when it succeeded).",
+            [*call, "status", "category"], registry=r,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "runner_request_duration_seconds", "From the request's arrival to its last byte.",
+            call, buckets=_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.first_byte = Histogram(
+            "runner_time_to_first_byte_seconds",
+            "From the request's arrival to the first byte of its answer's body.",
+            call, buckets=_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.attempts = Histogram(
+            "runner_upstream_attempt_duration_seconds",
+            "Each attempt at the upstream (or handler), retries included, until its answer "
+            "(or a stream's first chunk).",
+            ["integration", "backend"], buckets=_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.retries = Counter(
+            "runner_retries", "Upstream attempts after a call's first.",
+            ["alias", "integration"], registry=r,
+        )  # fmt: skip
+        self.refusals = Counter(
+            "runner_limiter_refusals", "Calls refused by a rate or concurrency limit.",
+            ["alias", "integration", "limit"], registry=r,
+        )  # fmt: skip
+        self.slot_wait = Histogram(
+            "runner_limiter_wait_seconds", "Time calls waited for a concurrency slot.",
+            ["integration"], buckets=_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "runner_tokens", "Tokens the upstream reported using, in (prompt) and out.",
+            ["alias", "integration", "direction"], registry=r,
+        )  # fmt: skip
+        r.register(_StateCollector(state))
+
+    def observe(self, record: CallRecord) -> None:
+        """Count one finished request."""
+        route = record.route or _route_of(record.path)
+        alias, integration = record.alias or "", record.integration or ""
+        call = (route, alias, integration)
+        category = record.error_type or ""
+        self.requests.labels(*call, str(record.status), category).inc()
+        ended = record.ended or time.perf_counter()
+        self.duration.labels(*call).observe(ended - record.started)
+        if record.first_byte is not None:
+            self.first_byte.labels(*call).observe(record.first_byte - record.started)
+        if record.attempts:
+            attempts = self.attempts.labels(integration, record.backend or "")
+            for seconds in record.attempts:
+                attempts.observe(seconds)
+            if len(record.attempts) > 1:
+                self.retries.labels(alias, integration).inc(len(record.attempts) - 1)
+        limit = _LIMIT_CODES.get(record.error_code or "")
+        if limit is not None:
+            self.refusals.labels(alias, integration, limit).inc()
+        if record.slot_wait:
+            self.slot_wait.labels(integration).observe(record.slot_wait)
+        if record.tokens_in is not None:
+            self.tokens.labels(alias, integration, "in").inc(record.tokens_in)
+        if record.tokens_out is not None:
+            self.tokens.labels(alias, integration, "out").inc(record.tokens_out)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+_ROUTES = frozenset(
+    {
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank",
+        "/v1/messages", "/v1/models", "/health", "/metrics",
+    }
+)  # fmt: skip
+
+
+def _route_of(path: str) -> str:
+    """A bounded name for a request no call claimed (refused first, or not a call)."""
+    if path.startswith("/integrations"):
+        return "/integrations"
+    return path if path in _ROUTES else "other"
+
+
+class _StateCollector(Collector):
+    """What the runner's state says when scraped: calls in flight, problems, store sync
+    lag and OAuth2 token fetches (``state()`` reads them from the integrations service)."""
+
+    def __init__(self, state: StateReader) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Any]:
+        flying = GaugeMetricFamily(
+            "runner_calls_in_flight", "Calls in flight in this process.", labels=["integration"]
+        )
+        for integration, count in sorted(in_flight.items()):
+            flying.add_metric([integration], count)
+        yield flying
+        state = self.state()
+        problems = GaugeMetricFamily(
+            "runner_problems", "Config files, stored integrations and handlers with a problem.",
+            labels=["kind"],
+        )  # fmt: skip
+        for kind, count in state.get("problems", {}).items():
+            problems.add_metric([kind], count)
+        yield problems
+        lag = state.get("store_sync_lag_seconds")
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "runner_store_sync_lag_seconds",
+                "Seconds since this runner last read the store's changes.",
+                value=lag,
+            )
+        fetches = CounterMetricFamily(
+            "runner_oauth2_token_fetches", "OAuth2 token requests, by integration and outcome.",
+            labels=["integration", "outcome"],
+        )  # fmt: skip
+        for (integration, outcome), count in sorted(state.get("oauth2", {}).items()):
+            fetches.add_metric([integration, outcome], count)
+        yield fetches
