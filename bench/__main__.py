@@ -104,7 +104,7 @@ def _run(
         servers.append(small)
         pair = workers.start(workdir, up_url)
         servers.append(pair)
-        observed = observability.start(workdir)
+        observed = observability.start(workdir, up_url)
         servers.extend(observed)
         started = time.perf_counter()
         big = targets.start_runner(f"runner, {many} integrations", workdir / "many")
@@ -127,7 +127,7 @@ def _run(
         results["handler"] = handler.compare(small, proxy, rounds, seconds, prefer_wrk)
         _log("anthropic format: latency and throughput, runner against LiteLLM's proxy")
         results["anthropic"] = formats.compare(up_url, small, proxy, rounds, seconds, prefer_wrk)
-        _log("observability: metrics and JSON access lines on, against off")
+        _log("observability: metrics, JSON access lines and traces on, against all off")
         results["observability"] = observability.compare(
             up_url, observed, rounds, seconds, prefer_wrk
         )

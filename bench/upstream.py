@@ -2,7 +2,8 @@
 
 Both answer ``POST /v1/chat/completions`` with one fixed chat completion,
 ``POST /stream/v1/chat/completions`` with one fixed SSE stream and
-``POST /anthropic/v1/messages`` with one fixed Anthropic message, as fast as the
+``POST /anthropic/v1/messages`` with one fixed Anthropic message (and take
+``POST /v1/traces`` as an OTLP collector would), as fast as the
 machine allows, so what is measured is the gateway in front of them.
 """
 
@@ -79,6 +80,8 @@ _RESPONSES = {
     b"/v1/chat/completions": _response(COMPLETION, b"application/json"),
     b"/stream/v1/chat/completions": _response(STREAM, b"text/event-stream"),
     b"/anthropic/v1/messages": _response(MESSAGE, b"application/json"),
+    # An OTLP/HTTP collector's answer: an empty ExportTraceServiceResponse.
+    b"/v1/traces": _response(b"", b"application/x-protobuf"),
 }
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 

@@ -189,7 +189,11 @@ def test_json_access_lines_carry_the_fields_and_no_secret(tmp_path: Path, upstre
         api_key_value=f"Bearer {upstream_key}",
     )
     (config / "plain.json").write_text(json.dumps(spec))
-    env = {"RUNNER_LOG_FORMAT": "json", "RUNNER_API_KEYS": caller_key}
+    env = {
+        "RUNNER_LOG_FORMAT": "json",
+        "RUNNER_API_KEYS": caller_key,
+        "RUNNER_DATA_DIR": str(tmp_path / "data"),
+    }
     with runner_process(env, config) as (process, url):
         headers = {"authorization": f"Bearer {caller_key}", "x-request-id": "trace-me"}
         body = {"model": "Model A", "messages": [{"role": "user", "content": "private words"}]}

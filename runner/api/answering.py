@@ -23,7 +23,7 @@ from runner.calls.run import complete
 from runner.calls.types import PreparedCall
 from runner.errors import RunnerError
 from runner.integrations.registry import Registry
-from runner.observe import records
+from runner.observe import records, tracing
 
 log = logging.getLogger(__name__)
 DROPPED_PARAMS_HEADER = "x-runner-dropped-params"
@@ -55,10 +55,10 @@ def prepared(
     call = prepare(deployment, body, operation)
     record = records.current.get()
     if record is not None:
-        route = route or operation.route
-        record.call(route, deployment.alias, deployment.integration, deployment.backend.name)
+        record.call(route or operation.route, deployment)
         record.stream = call.stream
         call.headers[REQUEST_ID] = record.request_id
+        tracing.inject(call.headers)
     return call
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from runner.errors import ErrorEnvelope, RunnerError
 from runner.integrations.registry import Registry
 from runner.integrations.service import IntegrationService, StartupRefused
 from runner.integrations.watcher import watch_handlers
+from runner.observe import tracing
 from runner.observe.metrics import Metrics
 from runner.observe.middleware import Observe
 from runner.observe.state import service_state
@@ -29,6 +31,14 @@ from runner.settings import Settings
 from runner.store import IntegrationStore, StoreConfigError
 
 log = logging.getLogger(__name__)
+# FastAPI 0.165+ traces, counts and logs every request itself once an OpenTelemetry
+# provider exists; the runner's own server span (runner.observe) already covers each
+# request, with the call's attributes, so FastAPI's would only be a second, poorer one.
+_NO_NATIVE_TELEMETRY: dict[str, object] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 def create_app(
@@ -40,6 +50,7 @@ def create_app(
     tests use it to point names at addresses the runner must refuse).
     """
     settings = settings or Settings()
+    tracing.configure()  # when OpenTelemetry's variables ask for traces; once per process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +89,7 @@ def create_app(
         # default response also keeps FastAPI from describing its own 422 shape,
         # which the runner never sends.
         responses={"default": {"model": ErrorEnvelope, "description": "An error"}},
+        **_NO_NATIVE_TELEMETRY,
     )
     app.state.settings = settings
     app.include_router(routes.router)

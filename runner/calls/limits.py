@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from runner.calls.failures import concurrency_limited, rate_limited, timeout_error
 from runner.calls.types import Answer, Deployment, Gate, Policy
 from runner.errors import RunnerError
-from runner.observe import records
+from runner.observe import records, tracing
 from runner.observe.records import CallRecord
 
 BACKOFF_BASE_SECONDS = 0.2
@@ -84,7 +84,9 @@ async def _with_retries(
     while True:
         started = loop.time()
         try:
-            return await attempt()
+            if tracing.tracer is None:
+                return await attempt()
+            return await tracing.traced_attempt(attempt, retries + 1)  # type: ignore[no-any-return]
         except RunnerError as exc:
             failure = exc
         finally:

@@ -94,6 +94,8 @@ class Deployment:
     policy: Policy = field(repr=False)
     backend: Backend = field(repr=False)
     type: ModelType = "chat"
+    system: str = "openai"
+    """Who answers, in OpenTelemetry's ``gen_ai.system`` terms (see deployments.py)."""
 
 
 @dataclass(frozen=True)

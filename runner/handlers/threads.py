@@ -14,6 +14,7 @@ at all (the call would hang until its timeout); each is wrapped in
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -42,10 +43,13 @@ def _contained(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``function(*args, **kwargs)`` in a handler thread; it raises only ``Exception``."""
+    """``function(*args, **kwargs)`` in a handler thread; it raises only ``Exception``.
+    It runs in a copy of the caller's context, as ``asyncio.to_thread`` would, so the
+    request's trace span is the handler's current span there too."""
     loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
     return await loop.run_in_executor(
-        _SYNC_HANDLER_THREADS, partial(_contained, function, *args, **kwargs)
+        _SYNC_HANDLER_THREADS, partial(context.run, _contained, function, *args, **kwargs)
     )
 
 

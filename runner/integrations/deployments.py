@@ -33,6 +33,14 @@ from runner.integrations.formats import (
 from runner.integrations.formats import api_base as litellm_api_base
 from runner.integrations.schema import Integration, Limits, ModelProperties
 
+# The wire formats as OpenTelemetry's gen_ai.system names them.
+_SYSTEMS = {
+    "azure": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "ollama": "ollama",
+}
+
 # Newer OpenAI clients send "max_completion_tokens" where older endpoints take
 # "max_tokens": a model that declares one accepts the other under its own name.
 _TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
@@ -95,6 +103,9 @@ def deployments_for(
                 policy=policy,
                 backend=chooser.backend(model, accepted),
                 type=model.type,
+                system=_SYSTEMS.get(integration.format, "openai")
+                if client.handler is None
+                else "runner.handler",
             )
         )
     return deployments

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runner.observe import access_log
+from runner.observe import access_log, tracing
 from runner.observe.records import CallRecord, current
 from runner.security.admission import presented_key
 
@@ -55,12 +55,23 @@ class Observe:
             await send(message)
 
         token = current.set(record)
+        span = (
+            tracing.server_span(record.method, record.path, scope["headers"])
+            if tracing.tracer is not None
+            else None
+        )
         try:
-            await self.app(scope, receive, observed)
+            if span is None:
+                await self.app(scope, receive, observed)
+            else:
+                with tracing.current(span):
+                    await self.app(scope, receive, observed)
         finally:
             record.ended = time.perf_counter()
             record.done()
             current.reset(token)
+            if span is not None:
+                tracing.finish_server_span(span, record)
             if self.finished is not None:
                 self.finished(record)
             if self.access_log_enabled:

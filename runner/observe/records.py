@@ -29,9 +29,12 @@ class CallRecord:
     started: float = field(default_factory=time.perf_counter)
     key_id: str | None = None
     route: str | None = None
+    operation: str | None = None
     alias: str | None = None
     integration: str | None = None
     backend: str | None = None
+    upstream_model: str | None = None
+    system: str | None = None
     stream: bool = False
     status: int = 0
     error_type: str | None = None
@@ -45,10 +48,14 @@ class CallRecord:
     tokens_out: int | None = None
     counted_in_flight: bool = False
 
-    def call(self, route: str, alias: str, integration: str, backend: str) -> None:
-        """The request resolved to a deployment: it is a call in flight from now on."""
-        self.route, self.alias, self.integration, self.backend = route, alias, integration, backend
-        in_flight[integration] += 1
+    def call(self, route: str, deployment: Any) -> None:
+        """The request resolved to ``deployment`` (a :class:`runner.calls.types.Deployment`):
+        it is a call in flight from now on."""
+        self.route, self.operation = route, deployment.type
+        self.alias, self.integration = deployment.alias, deployment.integration
+        self.backend, self.system = deployment.backend.name, deployment.system
+        self.upstream_model = deployment.upstream_model
+        in_flight[deployment.integration] += 1
         self.counted_in_flight = True
 
     def done(self) -> None:

@@ -21,6 +21,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from runner.errors import RunnerError
 from runner.integrations.schema import ApiKeyIntegration, Integration, OAuth2Integration
+from runner.observe import tracing
 from runner.security.addresses import AddressPolicy, AddressRefused
 from runner.security.outbound import tls_context
 
@@ -117,7 +118,10 @@ class ClientCredentialsTokens:
             raise _token_error(str(exc)) from None
         self.fetches["failed"] += 1  # until it proves otherwise
         try:
-            token = await self._oauth.fetch_token(self._token_url, grant_type="client_credentials")
+            with tracing.child("oauth2 token", client=True, **{"server.address": url.hostname}):
+                token = await self._oauth.fetch_token(
+                    self._token_url, grant_type="client_credentials"
+                )
         except OAuthError as exc:
             raise _token_error(f"the token endpoint refused the client: {exc.error}") from None
         except Exception as exc:  # network failures, whichever HTTP library authlib uses

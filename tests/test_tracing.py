@@ -1,0 +1,138 @@
+"""OpenTelemetry traces, exported over OTLP/HTTP to a loopback collector by a real `runner
+serve`: the span tree of a retried stream and of a handler call (with the handler's own
+span), GenAI attributes, and a caller's traceparent continued and sent upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .fake_collector import Collector, Span
+from .fakes import Upstream
+from .helpers import handler_integration, integration, poll, runner_process, serve, write
+
+TRACED_HANDLER = """
+from litellm import CustomLLM, ModelResponse
+from opentelemetry import trace
+
+
+class Traced(CustomLLM):
+    def completion(self, model, messages, **kwargs):
+        with trace.get_tracer("my-handler").start_as_current_span("handler work"):
+            return ModelResponse(model=model, choices=[{"message": {"role": "assistant",
+                                 "content": "traced"}, "finish_reason": "stop"}])
+"""
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture(scope="module")
+def _collector() -> Iterator[Collector]:
+    collector = Collector()
+    with serve(collector.app()) as url:
+        collector.url = url
+        yield collector
+
+
+@pytest.fixture
+def collector(_collector: Collector) -> Collector:
+    _collector.spans.clear()
+    return _collector
+
+
+def _traced_runner(collector: Collector, tmp_path: Path, upstream: Upstream):
+    config, handlers = tmp_path / "config", tmp_path / "handlers"
+    config.mkdir()
+    handlers.mkdir()
+    write(handlers, "traced.py", TRACED_HANDLER)
+    spec = integration(upstream, num_retries=2, model_properties=[{"name": "m", "alias": "M"}])
+    (config / "plain.json").write_text(json.dumps(spec))
+    (config / "traced.json").write_text(json.dumps(handler_integration("traced.py", "Traced")))
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_SERVICE_NAME": "runner-under-test",
+        "RUNNER_DATA_DIR": str(tmp_path / "data"),
+    }
+    return runner_process(env, config, "--custom-llms", str(handlers))
+
+
+def _tree(collector: Collector, trace_id: str, count: int) -> list[Span]:
+    def arrived() -> bool:
+        return len([s for s in collector.spans if s.trace_id == trace_id]) >= count
+
+    poll(arrived, 20, f"{count} spans of trace {trace_id}")
+    return [s for s in collector.spans if s.trace_id == trace_id]
+
+
+def test_a_retried_stream_is_one_trace_continuing_the_callers(
+    collector: Collector, tmp_path: Path, upstream: Upstream
+):
+    upstream.failures["m"] = [503]
+    with _traced_runner(collector, tmp_path, upstream) as (_, url):
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+            json={"model": "M", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 200 and "[DONE]" in response.text
+        spans = _tree(collector, CALLER_TRACE, 3)
+    [server] = [s for s in spans if s.kind == "server"]
+    assert server.parent_id == CALLER_SPAN  # the caller's trace, continued
+    assert server.name == "POST /v1/chat/completions"
+    attempts = [s for s in spans if s.name == "upstream attempt"]
+    assert len(attempts) == 2 and {a.parent_id for a in attempts} == {server.span_id}
+    assert [a.error for a in sorted(attempts, key=lambda a: a.attributes["runner.attempt"])] == [
+        True,
+        False,
+    ]
+    assert all(a.kind == "client" for a in attempts)
+    assert server.attributes["gen_ai.request.model"] == "M"
+    assert server.attributes["gen_ai.response.model"] == "m"
+    assert server.attributes["gen_ai.system"] == "openai"
+    assert server.attributes["gen_ai.operation.name"] == "chat"
+    assert server.attributes["runner.integration"] == "plain"
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["runner.attempts"] == 2
+    # The upstream got the trace too, with the runner's span as the parent.
+    sent = upstream.last.headers["traceparent"]
+    assert sent.startswith(f"00-{CALLER_TRACE}-{server.span_id}-")
+
+
+def test_a_handler_call_and_the_handlers_own_span(
+    collector: Collector, tmp_path: Path, upstream: Upstream
+):
+    with _traced_runner(collector, tmp_path, upstream) as (_, url):
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "Handled", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 200
+        poll(lambda: any(s.name == "handler work" for s in collector.spans), 20, "handler span")
+        own = next(s for s in collector.spans if s.name == "handler work")
+        spans = _tree(collector, own.trace_id, 3)
+    [server] = [s for s in spans if s.kind == "server"]
+    [attempt] = [s for s in spans if s.name == "upstream attempt"]
+    assert attempt.parent_id == server.span_id
+    assert own.parent_id == attempt.span_id  # the handler's span sits under the call
+    assert server.attributes["gen_ai.system"] == "runner.handler"
+    assert server.attributes["runner.backend"] == "handler"
+    assert server.parent_id == ""  # no traceparent came in: a new trace
+
+
+def test_an_unreachable_collector_costs_callers_nothing(tmp_path: Path, upstream: Upstream):
+    dead = Collector(url="http://127.0.0.1:9")
+    with _traced_runner(dead, tmp_path, upstream) as (process, url):
+        for _ in range(3):
+            response = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
+            )
+            assert response.status_code == 200
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert stderr.count("further export failures are not logged") <= 1
