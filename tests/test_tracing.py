@@ -49,7 +49,9 @@ def _traced_runner(collector: Collector, tmp_path: Path, upstream: Upstream):
     config.mkdir()
     handlers.mkdir()
     write(handlers, "traced.py", TRACED_HANDLER)
-    spec = integration(upstream, num_retries=2, model_properties=[{"name": "m", "alias": "M"}])
+    spec = integration(
+        upstream, num_retries=2, max_concurrency=4, model_properties=[{"name": "m", "alias": "M"}]
+    )
     (config / "plain.json").write_text(json.dumps(spec))
     (config / "traced.json").write_text(json.dumps(handler_integration("traced.py", "Traced")))
     env = {
@@ -80,7 +82,7 @@ def test_a_retried_stream_is_one_trace_continuing_the_callers(
             json={"model": "M", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         )
         assert response.status_code == 200 and "[DONE]" in response.text
-        spans = _tree(collector, CALLER_TRACE, 3)
+        spans = _tree(collector, CALLER_TRACE, 4)
     [server] = [s for s in spans if s.kind == "server"]
     assert server.parent_id == CALLER_SPAN  # the caller's trace, continued
     assert server.name == "POST /v1/chat/completions"
@@ -91,6 +93,8 @@ def test_a_retried_stream_is_one_trace_continuing_the_callers(
         False,
     ]
     assert all(a.kind == "client" for a in attempts)
+    [limits] = [s for s in spans if s.name == "limits"]  # waiting for a concurrency slot
+    assert limits.parent_id == server.span_id
     assert server.attributes["gen_ai.request.model"] == "M"
     assert server.attributes["gen_ai.response.model"] == "m"
     assert server.attributes["gen_ai.system"] == "openai"

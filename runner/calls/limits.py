@@ -46,8 +46,11 @@ async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Answer
                 for gate in policy.gates:
                     await gate.enter()
                     held.append(gate)
+                waited = loop.time() - waiting_since
                 if record is not None:
-                    record.slot_wait = loop.time() - waiting_since
+                    record.slot_wait = waited
+                if tracing.tracer is not None:
+                    tracing.waited("limits", waited, **{"runner.gates": len(policy.gates)})
             result = await _with_retries(policy, attempt, deadline, record)
     except TimeoutError:
         waiting_for = policy.gates[len(held)] if len(held) < len(policy.gates) else None

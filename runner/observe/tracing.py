@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -179,6 +180,15 @@ async def traced_attempt(attempt: Any, number: int) -> Any:
             span.set_status(Status(StatusCode.ERROR, getattr(exc, "code", None) or "failed"))
             span.set_attribute("error.type", getattr(exc, "type", type(exc).__name__))
             raise
+
+
+def waited(name: str, seconds: float, **attributes: Any) -> None:
+    """A child span of the active one for a wait that has just ended (``seconds`` long),
+    made afterwards, so nothing is opened while there is nothing to wait for."""
+    end = time.time_ns()
+    tracer.start_span(name, start_time=end - int(seconds * 1e9), attributes=attributes).end(
+        end_time=end
+    )
 
 
 def inject(headers: dict[str, str]) -> None:
