@@ -164,6 +164,13 @@ def test_metrics_count_a_scripted_mix_exactly(
                  outcome="ok") == 1  # fmt: skip
     assert value(found, "runner_calls_in_flight", integration="mix") == 0
     assert value(found, "runner_problems", kind="config_file") == 0
+    # Handler files: counted per process, so this test looks at what it changes.
+    failed = value(found, "runner_handler_files_total", event="load_failed")
+    assert value(found, "runner_handler_files_total", event="loaded") >= 1
+    broken = handler_integration("missing.py", "Nope", alias="Broken")
+    assert observed.put("broken", broken).status_code == 422
+    after = samples(observed)
+    assert value(after, "runner_handler_files_total", event="load_failed") == failed + 1
 
 
 def test_metrics_are_guarded_by_their_key_or_the_admin_key(config_dir: Path):

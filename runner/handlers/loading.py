@@ -18,6 +18,7 @@ every loader thread).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +34,9 @@ _LOADER_THREADS = 4
 _LOADERS = ThreadPoolExecutor(max_workers=_LOADER_THREADS, thread_name_prefix="handler-load")
 _FIELD = "custom_llm_config.file_name"
 
+events: Counter[str] = Counter()
+"""Handler files ``loaded``, failed to load (``load_failed``) and ``reloaded`` after an
+edit, in this process (for /metrics)."""
 # Loads that timed out and whose thread is still running, by file and version.
 _overdue: set[tuple[Path, FileVersion | None]] = set()
 
@@ -57,12 +61,15 @@ async def load(settings: Settings, spec: Integration) -> LoadedHandler:
     # its first import's seconds would otherwise count against RUNNER_HANDLER_LOAD_TIMEOUT.
     await lazy_litellm.load()
     try:
-        return await _load_within(settings, config)
+        loaded = await _load_within(settings, config)
     except IntegrationInvalid as exc:
+        events["load_failed"] += 1
         # A constructor's message may quote its init kwargs, secret ones too.
         secrets = secret_strings(value for _, value in secrets_of(spec))
         problems = [Problem(p.field, mask(p.message, secrets)) for p in exc.problems]
         raise IntegrationInvalid(problems, exc.status_code) from None
+    events["loaded"] += 1
+    return loaded
 
 
 async def _load_within(settings: Settings, config: CustomLLMConfig) -> LoadedHandler:

@@ -13,6 +13,7 @@ import logging
 
 from runner.errors import IntegrationInvalid
 from runner.handlers.files import directory_listing, file_version
+from runner.handlers.loading import events as handler_events
 from runner.handlers.loading import load as load_handler
 from runner.integrations.service import IntegrationService
 
@@ -65,5 +66,6 @@ async def reload_changed_handlers(service: IntegrationService) -> None:
             service.problems.handler(registered.name, "; ".join(map(str, exc.problems)))
             continue
         adapter.swap(loaded)  # one synchronous step: calls in flight keep the old one
+        handler_events["reloaded"] += 1
         service.problems.handler_current(registered.name)
         log.info("reloaded handler %s for %r", path.name, registered.name)

@@ -157,3 +157,10 @@ class _StateCollector(Collector):
         for (integration, outcome), count in sorted(state.get("oauth2", {}).items()):
             fetches.add_metric([integration, outcome], count)
         yield fetches
+        handlers = CounterMetricFamily(
+            "runner_handler_files", "Handler files loaded, failed to load and reloaded after "
+            "an edit, in this process.", labels=["event"],
+        )  # fmt: skip
+        for event in ("loaded", "load_failed", "reloaded"):
+            handlers.add_metric([event], state.get("handler_events", {}).get(event, 0))
+        yield handlers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from runner.handlers.loading import events as handler_events
 from runner.security.credentials import OAuth2Credentials
 
 if TYPE_CHECKING:
@@ -31,4 +32,5 @@ def service_state(service: IntegrationService | None) -> dict[str, Any]:
         },
         "store_sync_lag_seconds": time.monotonic() - synced if synced is not None else None,
         "oauth2": oauth2,
+        "handler_events": dict(handler_events),
     }
