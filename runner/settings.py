@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         default=True,
         description="One line per request at info: route, alias, status, latency, tokens.",
     )
+    stream_usage: bool = Field(
+        default=True,
+        description=(
+            "Ask upstreams for a stream's token usage (stream_options.include_usage) even "
+            "when the caller did not, to count its tokens; the caller gets the usage chunk "
+            "only if it asked. false for upstreams that refuse stream_options."
+        ),
+    )
     metrics: bool = Field(
         default=True,
         description="Count every request for GET /metrics (Prometheus text format).",

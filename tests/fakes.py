@@ -132,7 +132,9 @@ class Upstream:
         id_ = f"chatcmpl-{_last_content(body)}"
         if body.get("stream"):
             broken = 1 if model == "broken-stream" else None
-            chunks = _stream(model, text, break_after=broken, id_=id_)
+            options = body.get("stream_options") or {}
+            usage = (3, 3) if options.get("include_usage") else None
+            chunks = _stream(model, text, break_after=broken, id_=id_, usage=usage)
             return StreamingResponse(chunks, media_type="text/event-stream")
         return JSONResponse(chat_completion(id_, model, text, (3, 3)))
 
@@ -166,7 +168,11 @@ def _last_content(body: dict[str, Any]) -> str:
 
 
 async def _stream(
-    model: str, text: str, break_after: int | None = None, id_: str = "chatcmpl-test"
+    model: str,
+    text: str,
+    break_after: int | None = None,
+    id_: str = "chatcmpl-test",
+    usage: tuple[int, int] | None = None,
 ):
     for index, word in enumerate(text.split(" ")):
         if index == break_after:
@@ -193,6 +199,13 @@ async def _stream(
         "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}],
     }
     yield f"data: {json.dumps(done)}\n\n"
+    if usage is not None:  # as OpenAI sends it when asked: a last chunk with no choices
+        prompt, completion = usage
+        counts = {"prompt_tokens": prompt, "completion_tokens": completion,
+                  "total_tokens": prompt + completion}  # fmt: skip
+        final = {"id": id_, "object": "chat.completion.chunk", "created": 1, "model": model,
+                 "choices": [], "usage": counts}  # fmt: skip
+        yield f"data: {json.dumps(final)}\n\n"
     yield "data: [DONE]\n\n"
 
 

@@ -112,6 +112,10 @@ def test_metrics_count_a_scripted_mix_exactly(
     assert observed.chat("A").status_code == 200
     streamed = observed.chat("A", stream=True)
     assert streamed.status_code == 200 and "[DONE]" in streamed.text
+    # The runner asked the upstream for the stream's usage; the caller did not, so it
+    # gets no usage chunk, but the tokens are counted.
+    assert upstream.last.body["stream_options"] == {"include_usage": True}
+    assert '"usage"' not in streamed.text
     assert observed.chat("Flaky").status_code == 200  # after two retries
     assert observed.chat("Once").status_code == 200
     assert observed.chat("Once").status_code == 429  # the rate limit
@@ -149,7 +153,8 @@ def test_metrics_count_a_scripted_mix_exactly(
     assert value(found, "runner_limiter_refusals_total", alias="Once", integration="mix",
                  limit="rate") == 1  # fmt: skip
     # The fake upstream reports 3 prompt and 3 completion tokens per whole answer.
-    assert value(found, "runner_tokens_total", alias="A", integration="mix", direction="in") == 3
+    # 3 prompt tokens for the whole answer, 3 for the stream.
+    assert value(found, "runner_tokens_total", alias="A", integration="mix", direction="in") == 6
     assert value(found, "runner_tokens_total", alias="Flaky", integration="mix",
                  direction="out") == 3  # fmt: skip
     duration = value(
@@ -171,6 +176,15 @@ def test_metrics_count_a_scripted_mix_exactly(
     assert observed.put("broken", broken).status_code == 422
     after = samples(observed)
     assert value(after, "runner_handler_files_total", event="load_failed") == failed + 1
+
+
+def test_a_caller_who_asks_for_a_streams_usage_still_gets_it(
+    observed: Runner, upstream: Upstream
+):
+    observed.put("plain", integration(upstream))
+    asked = observed.chat("Model A", stream=True, stream_options={"include_usage": True})
+    events = [json.loads(line[6:]) for line in asked.text.splitlines() if line[6:7] == "{"]
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["prompt_tokens"] == 3
 
 
 def test_metrics_are_guarded_by_their_key_or_the_admin_key(config_dir: Path):

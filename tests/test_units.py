@@ -122,20 +122,32 @@ def test_unaccepted_parameters_are_dropped_in_order_and_handled_fields_are_not()
     assert call.headers == {"X-User": "u1"}
 
 
+ASKED = {"stream": True, "stream_options": USAGE}
+
+
 @pytest.mark.parametrize(
-    ("extra", "params"),
+    ("extra", "params", "usage_chunk"),
     [
-        ({"stream": True}, {"stream": True}),
-        ({"stream": True, "stream_options": USAGE}, {"stream": True, "stream_options": USAGE}),
-        ({"stream": True, "stream_options": "yes"}, {"stream": True}),
-        ({"stream": False, "stream_options": USAGE}, {}),
+        # The runner asks for a stream's usage itself; the caller's chunk only if it asked.
+        ({"stream": True}, ASKED, False),
+        ({"stream": True, "stream_options": USAGE}, ASKED, True),
+        ({"stream": True, "stream_options": "yes"}, ASKED, False),
+        ({"stream": True, "stream_options": {"x": 1}},
+         {"stream": True, "stream_options": {"x": 1, **USAGE}}, False),
+        ({"stream": False, "stream_options": USAGE}, {}, False),
     ],
-)
-def test_stream_and_stream_options(extra: dict[str, Any], params: dict[str, Any]) -> None:
+)  # fmt: skip
+def test_stream_and_stream_options(
+    extra: dict[str, Any], params: dict[str, Any], usage_chunk: bool
+) -> None:
     call = prepare(PLAIN, chat(**extra))
     assert call.params == params
     assert call.stream is bool(extra["stream"])
+    assert call.usage_chunk is usage_chunk
     assert call.dropped == ()
+    unasked = prepare(dataclasses.replace(PLAIN, ask_stream_usage=False), chat(**extra))
+    if extra.get("stream_options") != USAGE:
+        assert "include_usage" not in unasked.params.get("stream_options", {})
 
 
 @pytest.mark.parametrize(

@@ -52,12 +52,17 @@ def prepare(
             dropped.append(key)
         else:
             params[target] = value
+    usage_chunk = False
     if stream:
         params["stream"] = True
-        if isinstance(body.get("stream_options"), dict):
-            params["stream_options"] = body["stream_options"]
+        options = body.get("stream_options")
+        if isinstance(options, dict):
+            params["stream_options"] = options
+            usage_chunk = options.get("include_usage") is True
+        if deployment.ask_stream_usage and not usage_chunk:
+            params["stream_options"] = {**params.get("stream_options", {}), "include_usage": True}
     headers = mapped_headers(deployment.header_mapping, body)
-    return PreparedCall(deployment, inputs, params, headers, tuple(dropped), stream)
+    return PreparedCall(deployment, inputs, params, headers, tuple(dropped), stream, usage_chunk)
 
 
 def mapped_headers(mapping: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, str]:

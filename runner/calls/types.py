@@ -96,6 +96,9 @@ class Deployment:
     type: ModelType = "chat"
     system: str = "openai"
     """Who answers, in OpenTelemetry's ``gen_ai.system`` terms (see deployments.py)."""
+    ask_stream_usage: bool = True
+    """Ask the upstream for a stream's usage even when the caller did not (to count its
+    tokens); the caller then does not get the usage chunk (``RUNNER_STREAM_USAGE``)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class PreparedCall:
     headers: dict[str, str]
     dropped: tuple[str, ...]
     stream: bool
+    usage_chunk: bool = False
+    """Whether the caller asked for a stream's usage chunk (``stream_options.include_usage``)."""
 
     @property
     def messages(self) -> list[Any]:

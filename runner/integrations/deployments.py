@@ -68,6 +68,7 @@ def deployments_for(
     session: aiohttp.ClientSession | None = None,
     *,
     fast_path: bool = True,
+    ask_stream_usage: bool = True,
 ) -> list[Deployment]:
     """One deployment per model of the integration, each with its backend.
 
@@ -106,6 +107,8 @@ def deployments_for(
                 system=_SYSTEMS.get(integration.format, "openai")
                 if client.handler is None
                 else "runner.handler",
+                # Handlers report usage in their chunks without being asked.
+                ask_stream_usage=ask_stream_usage and client.handler is None,
             )
         )
     return deployments

@@ -173,6 +173,7 @@ class Registry:
                 self._timeout,
                 self._plain_session(),
                 fast_path=self._settings.fast_path,
+                ask_stream_usage=self._settings.stream_usage,
             )
         )
         return Staged(name, spec, client, deployments)

@@ -76,9 +76,7 @@ class HandlerBackend:
         }
         alias = call.deployment.alias
         if call.stream:
-            options = call.params.get("stream_options")
-            usage = isinstance(options, dict) and options.get("include_usage") is True
-            return chat_chunks(self.adapter.astreaming(**kwargs), alias, usage)
+            return chat_chunks(self.adapter.astreaming(**kwargs), alias, call.usage_chunk)
         response = await self.adapter.acompletion(**kwargs)
         note_usage(getattr(response, "usage", None))
         response.model = alias

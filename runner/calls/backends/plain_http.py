@@ -104,7 +104,7 @@ class PlainHttpBackend:
         except BaseException:
             response.release()  # mid-body this closes the connection: cancelled, or refused
             raise
-        return _payloads(Events(response), deployment.alias)
+        return _payloads(Events(response), deployment.alias, call.usage_chunk)
 
     async def exchange(
         self, call: PreparedCall, body: dict[str, Any], headers: Mapping[str, str] | None = None
@@ -196,15 +196,20 @@ class Events:
         return line
 
 
-async def _payloads(events: Events, alias: str) -> AsyncIterator[bytes]:
-    """The stream's chunk payloads with the alias as ``model``; an empty stream is refused."""
+async def _payloads(events: Events, alias: str, usage_chunk: bool) -> AsyncIterator[bytes]:
+    """The stream's chunk payloads with the alias as ``model``; an empty stream is refused.
+    The usage chunk (no choices) is counted, and passed on only if the caller asked."""
     try:
         event = await events.next()
         if event is None:
             raise answers.no_events()
         while event is not None:
-            if "usage" in event[1]:
-                note_usage(event[1]["usage"])
+            chunk = event[1]
+            if chunk.get("usage"):
+                note_usage(chunk["usage"])
+                if not usage_chunk and not chunk.get("choices"):
+                    event = await events.next()
+                    continue
             yield _with_alias(*event, alias)
             event = await events.next()
     finally:

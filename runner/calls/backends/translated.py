@@ -70,9 +70,7 @@ class TranslatedBackend:
         except BaseException:
             response.release()
             raise
-        options = call.params.get("stream_options")
-        usage = isinstance(options, dict) and options.get("include_usage") is True
-        return chat_chunks(_chunks(Events(response), exchange), alias, usage)
+        return chat_chunks(_chunks(Events(response), exchange), alias, call.usage_chunk)
 
 
 def _read_completion(exchange: Exchange, raw: bytes, headers: Mapping[str, str]) -> Any:

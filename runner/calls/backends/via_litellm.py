@@ -32,17 +32,29 @@ class LiteLLMBackend:
         result = await getattr(lazy_litellm.litellm(), self.function)(**kwargs)
         alias = call.deployment.alias
         if call.stream:
-            return _payloads(result, alias)
+            return _payloads(result, alias, call.usage_chunk)
         note_usage(getattr(result, "usage", None))
         result.model = alias
         return result.model_dump_json().encode()
 
 
-async def _payloads(stream: Any, alias: str) -> AsyncIterator[bytes]:
+async def _payloads(stream: Any, alias: str, usage_chunk: bool) -> AsyncIterator[bytes]:
+    """The chunks' payloads; the usage chunk (no choices) only if the caller asked."""
     try:
         async for chunk in stream:
-            note_usage(getattr(chunk, "usage", None))
+            usage = getattr(chunk, "usage", None)
+            if usage:
+                note_usage(usage)
+                if not usage_chunk:
+                    if not any(_carries(choice) for choice in chunk.choices):
+                        continue  # LiteLLM's usage chunk, which the caller did not ask for
+                    chunk.usage = None
             chunk.model = alias
             yield chunk.model_dump_json(exclude_none=True).encode()
     finally:
         await stream.aclose()
+
+
+def _carries(choice: Any) -> bool:
+    delta = choice.delta
+    return bool(choice.finish_reason or delta.content or delta.tool_calls)
