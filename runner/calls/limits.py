@@ -51,7 +51,9 @@ async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Answer
                     record.slot_wait = waited
                 if tracing.tracer is not None:
                     tracing.waited("limits", waited, **{"runner.gates": len(policy.gates)})
-            result = await _with_retries(policy, attempt, deadline, record)
+            # A handler's own spans nest under its attempt's, which must then be current.
+            nested = deployment.backend.name == "handler"
+            result = await _with_retries(policy, attempt, deadline, record, nested)
     except TimeoutError:
         waiting_for = policy.gates[len(held)] if len(held) < len(policy.gates) else None
         _leave(held)
@@ -81,20 +83,25 @@ async def _with_retries(
     attempt: Callable[[], Awaitable[Answer]],
     deadline: float,
     record: CallRecord | None,
+    nested: bool = False,
 ) -> Answer:
     loop = asyncio.get_running_loop()
     retries = 0
     while True:
         started = loop.time()
+        failure = None
         try:
-            if tracing.tracer is None:
-                return await attempt()
-            return await tracing.traced_attempt(attempt, retries + 1)  # type: ignore[no-any-return]
+            if tracing.tracer is not None and nested:
+                return await tracing.traced_attempt(attempt, retries + 1)  # type: ignore[no-any-return]
+            return await attempt()
         except RunnerError as exc:
             failure = exc
         finally:
+            took = loop.time() - started
             if record is not None:
-                record.attempts.append(loop.time() - started)
+                record.attempts.append(took)
+            if tracing.tracer is not None and not nested:
+                tracing.attempted(took, retries + 1, failure)
         if not failure.retryable or retries >= policy.num_retries:
             raise failure
         delay = failure.retry_after if failure.retry_after is not None else _backoff(retries)

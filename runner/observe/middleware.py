@@ -56,22 +56,18 @@ class Observe:
 
         token = current.set(record)
         span = (
-            tracing.server_span(record.method, record.path, scope["headers"])
+            tracing.open_server_span(record.method, record.path, scope["headers"])
             if tracing.tracer is not None
             else None
         )
         try:
-            if span is None:
-                await self.app(scope, receive, observed)
-            else:
-                with tracing.current(span):
-                    await self.app(scope, receive, observed)
+            await self.app(scope, receive, observed)
         finally:
             record.ended = time.perf_counter()
             record.done()
             current.reset(token)
             if span is not None:
-                tracing.finish_server_span(span, record)
+                tracing.close_server_span(span, record)
             if self.finished is not None:
                 self.finished(record)
             if self.access_log_enabled:
