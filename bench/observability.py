@@ -21,9 +21,13 @@ THROUGHPUT_SHARE = 0.85
 ADDED_MS = 0.1
 
 
+SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+NAMES = ("off", "on", "sampled")
+
+
 def start(workdir: Path, upstream: str) -> list[Target]:
-    """The two runners, "off" then "on" (its traces exported to the upstream, which takes
-    OTLP), each with its own data folder."""
+    """The runners, "off", "on" (its traces exported to the upstream, which takes OTLP)
+    and "sampled" (the same, one trace in ten recorded), each with its own data folder."""
     config = workdir / "small"
     traces = {"OTEL_EXPORTER_OTLP_ENDPOINT": upstream}
     return [
@@ -34,6 +38,12 @@ def start(workdir: Path, upstream: str) -> list[Target]:
             {**ON, **traces, "RUNNER_DATA_DIR": f"{config}-on"},
             log=workdir / "observability-on.log",
         ),
+        start_runner(
+            "observability on, traces sampled",
+            config,
+            {**ON, **traces, **SAMPLED, "RUNNER_DATA_DIR": f"{config}-sampled"},
+            log=workdir / "observability-sampled.log",
+        ),
     ]
 
 
@@ -42,7 +52,7 @@ def compare(upstream: str, runners: list[Target], rounds: int, seconds: float, t
     direct = Endpoint("direct", f"{upstream}/v1/chat/completions", measure.body(MODEL))
     ends = [
         Endpoint(name, f"{runner.url}/v1/chat/completions", measure.body(MODEL))
-        for name, runner in zip(("off", "on"), runners, strict=True)
+        for name, runner in zip(NAMES, runners, strict=True)
     ]
     samples = measure.interleaved([direct, *ends], rounds, max(10, rounds // 10))
     rates = measure.alternating_throughput(ends, seconds, tool)
@@ -57,13 +67,19 @@ def compare(upstream: str, runners: list[Target], rounds: int, seconds: float, t
 
 
 def report_lines(figures: dict) -> list[str]:
-    off, on = figures["off"], figures["on"]
+    off, on, sampled = figures["off"], figures["on"], figures["sampled"]
+
+    def share(f: dict) -> str:
+        return f"{f['requests_per_second'] / off['requests_per_second']:.0%}"
+
     return [
         "",
         "Observability (plain path): metrics, JSON access lines and OTLP traces on "
-        f"{on['added_p50_ms']:.2f} ms added p50, {on['requests_per_second']:,.0f} req/s; "
-        f"both off {off['added_p50_ms']:.2f} ms, {off['requests_per_second']:,.0f} req/s "
-        f"({on['requests_per_second'] / off['requests_per_second']:.0%} of the throughput).",
+        f"{on['added_p50_ms']:.2f} ms added p50, {on['requests_per_second']:,.0f} req/s "
+        f"({share(on)} of all off); with one trace in ten sampled "
+        f"{sampled['added_p50_ms']:.2f} ms, {sampled['requests_per_second']:,.0f} req/s "
+        f"({share(sampled)}); all off {off['added_p50_ms']:.2f} ms, "
+        f"{off['requests_per_second']:,.0f} req/s.",
     ]
 
 

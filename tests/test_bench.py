@@ -45,7 +45,7 @@ def test_benchmark_smoke_run(tmp_path: Path):
         assert set(results[scenario]) == {"runner", "litellm_proxy"}
         assert all(f["requests_per_second"] > 0 for f in results[scenario].values())
     assert "Anthropic-format endpoint" in result.stdout
-    assert set(results["observability"]) == {"off", "on"}
+    assert set(results["observability"]) == {"off", "on", "sampled"}
     assert all(f["requests_per_second"] > 0 for f in results["observability"].values())
     assert "Observability (plain path)" in result.stdout
     store = results["store"]
