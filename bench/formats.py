@@ -61,16 +61,7 @@ def compare(
         targets.append(
             Endpoint("litellm_proxy", f"{proxy.url}/v1/chat/completions", measure.body(MODEL))
         )
-    samples = measure.interleaved([direct, *targets], rounds, max(10, rounds // 10))
-    rates = measure.alternating_throughput(targets, seconds, tool)
-    figures = {}
-    for endpoint in targets:
-        added = [t - d for t, d in zip(samples[endpoint.name], samples["direct"], strict=True)]
-        figures[endpoint.name] = {
-            "added_p50_ms": measure.p50(added) * 1000,
-            "requests_per_second": rates[endpoint.name],
-        }
-    return figures
+    return measure.added_and_throughput(direct, targets, rounds, seconds, tool)
 
 
 def report_lines(figures: dict) -> list[str]:

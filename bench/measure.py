@@ -166,6 +166,23 @@ def alternating_throughput(
     return {name: statistics.mean(values) for name, values in rates.items()}
 
 
+def added_and_throughput(
+    direct: Endpoint, targets: list[Endpoint], rounds: int, seconds: float, tool: bool
+) -> dict[str, dict[str, float]]:
+    """For each target: its added p50 over ``direct`` (interleaved rounds), in ms, and its
+    throughput at 32 connections (alternating passes)."""
+    samples = interleaved([direct, *targets], rounds, max(10, rounds // 10))
+    rates = alternating_throughput(targets, seconds, tool)
+    figures = {}
+    for target in targets:
+        added = [t - d for t, d in zip(samples[target.name], samples[direct.name], strict=True)]
+        figures[target.name] = {
+            "added_p50_ms": p50(added) * 1000,
+            "requests_per_second": rates[target.name],
+        }
+    return figures
+
+
 def times_faster(runner: dict, proxy: dict) -> str:
     """``runner xN``: the runner's throughput as a multiple of the proxy's."""
     return f"runner x{runner['requests_per_second'] / proxy['requests_per_second']:.1f}"

@@ -54,16 +54,7 @@ def compare(upstream: str, runners: list[Target], rounds: int, seconds: float, t
         Endpoint(name, f"{runner.url}/v1/chat/completions", measure.body(MODEL))
         for name, runner in zip(NAMES, runners, strict=True)
     ]
-    samples = measure.interleaved([direct, *ends], rounds, max(10, rounds // 10))
-    rates = measure.alternating_throughput(ends, seconds, tool)
-    figures = {}
-    for end in ends:
-        added = [t - d for t, d in zip(samples[end.name], samples["direct"], strict=True)]
-        figures[end.name] = {
-            "added_p50_ms": measure.p50(added) * 1000,
-            "requests_per_second": rates[end.name],
-        }
-    return figures
+    return measure.added_and_throughput(direct, ends, rounds, seconds, tool)
 
 
 def report_lines(figures: dict) -> list[str]:

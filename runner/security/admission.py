@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -105,8 +106,25 @@ class Admission:
         self.app = app
         self.api_keys = api_keys
         self.max_request_bytes = max_request_bytes
-        self._admin_key = admin_key.encode() if admin_key is not None else None
-        self._metrics_keys = [k.encode() for k in (metrics_key, admin_key) if k is not None]
+        self._management = _Guard(
+            keys=tuple(k.encode() for k in (admin_key,) if k is not None),
+            wrong_key="The management API needs 'Authorization: Bearer <RUNNER_ADMIN_KEY>'.",
+            wrong_key_code="invalid_admin_key",
+            remote="The management API answers only clients on this machine while "
+            "RUNNER_ADMIN_KEY is unset; set RUNNER_ADMIN_KEY on the server and send it as a "
+            "bearer token.",
+            remote_code="admin_key_required",
+        )
+        self._metrics = _Guard(
+            keys=tuple(k.encode() for k in (metrics_key, admin_key) if k is not None),
+            wrong_key="/metrics needs 'Authorization: Bearer <RUNNER_METRICS_KEY>' (or the "
+            "admin key).",
+            wrong_key_code="invalid_metrics_key",
+            remote="/metrics answers only clients on this machine while neither "
+            "RUNNER_METRICS_KEY nor RUNNER_ADMIN_KEY is set; set one and send it as a "
+            "bearer token.",
+            remote_code="metrics_key_required",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,11 +145,11 @@ class Admission:
             ):
                 return missing_key_error()
         elif path == MANAGEMENT_PREFIX or path.startswith(MANAGEMENT_PREFIX + "/"):
-            refused = self._admin_refusal(scope)
+            refused = self._management.refusal(scope)
             if refused is not None:
                 return refused
         elif path == METRICS_PATH:
-            refused = self._metrics_refusal(scope)
+            refused = self._metrics.refusal(scope)
             if refused is not None:
                 return refused
         for name, value in scope["headers"]:
@@ -141,55 +159,6 @@ class Admission:
                 and int(value) > self.max_request_bytes
             ):
                 return self.too_large()
-        return None
-
-    def _admin_refusal(self, scope: Scope) -> RunnerError | None:
-        if self._admin_key is not None:
-            if not hmac.compare_digest(_bearer(scope["headers"]).encode(), self._admin_key):
-                return RunnerError(
-                    "The management API needs 'Authorization: Bearer <RUNNER_ADMIN_KEY>'.",
-                    401,
-                    "authentication_error",
-                    "invalid_admin_key",
-                )
-            return None
-        client = scope.get("client")
-        if not _is_loopback(client[0] if client else None):
-            return RunnerError(
-                "The management API answers only clients on this machine while "
-                "RUNNER_ADMIN_KEY is unset; set RUNNER_ADMIN_KEY on the server and send it as a "
-                "bearer token.",
-                403,
-                "permission_error",
-                "admin_key_required",
-            )
-        return None
-
-    def _metrics_refusal(self, scope: Scope) -> RunnerError | None:
-        """``/metrics``: with RUNNER_METRICS_KEY or RUNNER_ADMIN_KEY set, either as a bearer
-        token; with neither, clients on this machine only (as for management)."""
-        if self._metrics_keys:
-            presented = _bearer(scope["headers"]).encode()
-            # Every key compared, so the time taken says nothing about which matched.
-            if not sum(hmac.compare_digest(presented, key) for key in self._metrics_keys):
-                return RunnerError(
-                    "/metrics needs 'Authorization: Bearer <RUNNER_METRICS_KEY>' (or the "
-                    "admin key).",
-                    401,
-                    "authentication_error",
-                    "invalid_metrics_key",
-                )
-            return None
-        client = scope.get("client")
-        if not _is_loopback(client[0] if client else None):
-            return RunnerError(
-                "/metrics answers only clients on this machine while neither "
-                "RUNNER_METRICS_KEY nor RUNNER_ADMIN_KEY is set; set one and send it as a "
-                "bearer token.",
-                403,
-                "permission_error",
-                "metrics_key_required",
-            )
         return None
 
     def limit_body(self, receive: Receive) -> Receive:
@@ -215,6 +184,30 @@ class Admission:
             "invalid_request_error",
             "request_too_large",
         )
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """Routes open to clients on this machine while no key is set, else to the bearers of
+    ``keys`` (each compared in constant time, all of them, so the time taken says
+    nothing about which one matched)."""
+
+    keys: tuple[bytes, ...]
+    wrong_key: str
+    wrong_key_code: str
+    remote: str
+    remote_code: str
+
+    def refusal(self, scope: Scope) -> RunnerError | None:
+        if self.keys:
+            presented = _bearer(scope["headers"]).encode()
+            if not sum(hmac.compare_digest(presented, key) for key in self.keys):
+                return RunnerError(self.wrong_key, 401, "authentication_error", self.wrong_key_code)
+            return None
+        client = scope.get("client")
+        if not _is_loopback(client[0] if client else None):
+            return RunnerError(self.remote, 403, "permission_error", self.remote_code)
+        return None
 
 
 def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> str:
