@@ -4,10 +4,9 @@ which wins, and what went wrong: the one owner of every write to the registry.
 - **Files win.** An integration defined by a ``*.json`` file in
   ``RUNNER_CONFIG_DIR`` is managed by that file: the API refuses to change or
   delete it (409), and a stored integration of the same name is not served.
-- **API writes go to the store first.** A write is registered (validated,
-  connected, handler loaded) before it is committed, and swapped in only after
-  the commit; a refusal or a failed commit leaves the previous version both
-  stored and serving.
+- **API writes go to the store first.** A write is registered (validated, connected,
+  handler loaded) before it is committed, and swapped in only after the commit; a
+  refusal or a failed commit leaves the previous version both stored and serving.
 - **Replicas follow the store** by polling its revision every
   ``RUNNER_SYNC_SECONDS``: one indexed read per second, the same on SQLite and
   PostgreSQL, and nothing is lost while a connection is down — the next poll
