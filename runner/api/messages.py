@@ -43,7 +43,7 @@ _ERROR_TYPES = {
 
 def error_body(error: RunnerError) -> bytes:
     """A refusal as Anthropic sends one: ``{"type": "error", "error": {type, message}}``."""
-    error.to_body()  # notes the failure on the request's record, as for every route
+    records.note_error(error.type, error.code)  # as RunnerError.to_body does on every route
     kind = _ERROR_TYPES.get(error.status_code, "api_error")
     body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": error.message}}
     request_id = records.request_id()

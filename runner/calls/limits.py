@@ -52,7 +52,7 @@ async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Answer
                 if tracing.tracer is not None:
                     tracing.waited("limits", waited, **{"runner.gates": len(policy.gates)})
             # A handler's own spans nest under its attempt's, which must then be current.
-            nested = deployment.backend.name == "handler"
+            nested = tracing.tracer is not None and deployment.backend.name == "handler"
             result = await _with_retries(policy, attempt, deadline, record, nested)
     except TimeoutError:
         waiting_for = policy.gates[len(held)] if len(held) < len(policy.gates) else None

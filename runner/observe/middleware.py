@@ -41,9 +41,10 @@ class Observe:
             return
         request_id = _request_id(scope["headers"])
         record = CallRecord(request_id, scope["method"], scope["path"])
-        key = presented_key(scope["headers"])
-        if key:
-            record.key_id = hashlib.sha256(key.encode()).hexdigest()[:12]
+        if self.access_log_enabled:  # the only reader of key_id
+            key = presented_key(scope["headers"])
+            if key:
+                record.key_id = hashlib.sha256(key.encode()).hexdigest()[:12]
         id_header = (REQUEST_ID_HEADER, request_id.encode())
 
         async def observed(message: Message) -> None:

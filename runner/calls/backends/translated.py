@@ -74,10 +74,12 @@ class TranslatedBackend:
 
 
 def _read_completion(exchange: Exchange, raw: bytes, headers: Mapping[str, str]) -> Any:
-    answers.json_object(raw)  # a JSON object at least, or BadAnswer quoting what came
+    """The translation reads the body once; only when it refuses is the body checked
+    again, so that junk gets the usual refusal quoting what came."""
     try:
         return exchange.completion(raw, headers)
     except Exception as exc:  # the translation's refusal: not an answer in this format
+        answers.json_object(raw)  # not even a JSON object: BadAnswer quoting what came
         raise answers.BadAnswer(
             f"answered 200 with something the format's translation could not read: {exc}"[:400]
         ) from None
