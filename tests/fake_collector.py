@@ -34,11 +34,18 @@ class Span:
 class Collector:
     url: str = ""
     spans: list[Span] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+    """Statuses to answer the next exports with (then 200); refused exports keep no span."""
+    exports: list[dict[str, str]] = field(default_factory=list)
+    """Each export's headers, refused ones too."""
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/traces", self._export, methods=["POST"])])
 
     async def _export(self, request: Request) -> Response:
+        self.exports.append(dict(request.headers))
+        if self.answers:
+            return Response(status_code=self.answers.pop(0))
         body = await request.body()
         if request.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)

@@ -178,9 +178,7 @@ def test_metrics_count_a_scripted_mix_exactly(
     assert value(after, "runner_handler_files_total", event="load_failed") == failed + 1
 
 
-def test_a_caller_who_asks_for_a_streams_usage_still_gets_it(
-    observed: Runner, upstream: Upstream
-):
+def test_a_caller_who_asks_for_a_streams_usage_still_gets_it(observed: Runner, upstream: Upstream):
     observed.put("plain", integration(upstream))
     asked = observed.chat("Model A", stream=True, stream_options={"include_usage": True})
     events = [json.loads(line[6:]) for line in asked.text.splitlines() if line[6:7] == "{"]

@@ -104,7 +104,25 @@ def test_a_retried_stream_is_one_trace_continuing_the_callers(
     assert server.attributes["runner.attempts"] == 2
     # The upstream got the trace too, with the runner's span as the parent.
     sent = upstream.last.headers["traceparent"]
-    assert sent.startswith(f"00-{CALLER_TRACE}-{server.span_id}-")
+    assert sent == f"00-{CALLER_TRACE}-{server.span_id}-01"
+
+
+def test_a_trace_the_caller_did_not_sample_is_passed_on_unrecorded(
+    collector: Collector, tmp_path: Path, upstream: Upstream
+):
+    unsampled, sampled = "1" * 32, "2" * 32
+    with _traced_runner(collector, tmp_path, upstream) as (_, url):
+        for trace_id, flags in ((unsampled, "00"), (sampled, "01")):
+            response = httpx.post(
+                f"{url}/v1/chat/completions",
+                headers={"traceparent": f"00-{trace_id}-{CALLER_SPAN}-{flags}"},
+                json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
+            )
+            assert response.status_code == 200
+            assert upstream.last.headers["traceparent"].startswith(f"00-{trace_id}-")
+            assert upstream.last.headers["traceparent"].endswith(f"-{flags}")
+        _tree(collector, sampled, 2)  # spans go out in order: the first's would be here
+    assert not [s for s in collector.spans if s.trace_id == unsampled]
 
 
 def test_a_handler_call_and_the_handlers_own_span(
@@ -139,4 +157,5 @@ def test_an_unreachable_collector_costs_callers_nothing(tmp_path: Path, upstream
             assert response.status_code == 200
         process.terminate()
         _, stderr = process.communicate(timeout=30)
-    assert stderr.count("further export failures are not logged") <= 1
+    # Sent at shutdown if not before, and refused: logged once, whichever batch failed.
+    assert stderr.count("further export failures are not logged") == 1

@@ -58,7 +58,8 @@ def prepared(
         record.call(route or operation.route, deployment)
         record.stream = call.stream
         call.headers[REQUEST_ID] = record.request_id
-        tracing.inject(call.headers)
+        if record.trace is not None:
+            tracing.inject(record.trace, call.headers)
     return call
 
 

@@ -68,6 +68,7 @@ def create_app(
         try:
             await service.start()
             log.info("serving %d integrations", len(registry))
+            tracing.start_export()
             tasks.append(asyncio.create_task(service.follow(settings.sync_seconds)))
             if settings.custom_llms_enabled:
                 tasks.append(asyncio.create_task(watch_handlers(service)))
@@ -78,6 +79,7 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
+            await tracing.stop_export()
             await registry.aclose()
             await store.aclose()
 

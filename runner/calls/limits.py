@@ -49,10 +49,12 @@ async def guarded(deployment: Deployment, attempt: Callable[[], Awaitable[Answer
                 waited = loop.time() - waiting_since
                 if record is not None:
                     record.slot_wait = waited
-                if tracing.tracer is not None:
-                    tracing.waited("limits", waited, **{"runner.gates": len(policy.gates)})
+                    if record.trace is not None:
+                        gates = {"runner.gates": len(policy.gates)}
+                        tracing.waited(record.trace, "limits", waited, **gates)
             # A handler's own spans nest under its attempt's, which must then be current.
-            nested = tracing.tracer is not None and deployment.backend.name == "handler"
+            trace = record.trace if record is not None else None
+            nested = trace is not None and deployment.backend.name == "handler"
             result = await _with_retries(policy, attempt, deadline, record, nested)
     except TimeoutError:
         waiting_for = policy.gates[len(held)] if len(held) < len(policy.gates) else None
@@ -87,12 +89,13 @@ async def _with_retries(
 ) -> Answer:
     loop = asyncio.get_running_loop()
     retries = 0
+    trace = record.trace if record is not None else None
     while True:
         started = loop.time()
         failure = None
         try:
-            if tracing.tracer is not None and nested:
-                return await tracing.traced_attempt(attempt, retries + 1)  # type: ignore[no-any-return]
+            if nested:
+                return await tracing.traced_attempt(trace, attempt, retries + 1)  # type: ignore[no-any-return]
             return await attempt()
         except RunnerError as exc:
             failure = exc
@@ -100,8 +103,8 @@ async def _with_retries(
             took = loop.time() - started
             if record is not None:
                 record.attempts.append(took)
-            if tracing.tracer is not None and not nested:
-                tracing.attempted(took, retries + 1, failure)
+            if trace is not None and not nested:
+                tracing.attempted(trace, took, retries + 1, failure)
         if not failure.retryable or retries >= policy.num_retries:
             raise failure
         delay = failure.retry_after if failure.retry_after is not None else _backoff(retries)

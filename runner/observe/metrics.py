@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from runner.observe.records import CallRecord, in_flight
+from runner.observe.records import CallRecord, bounded_route, in_flight
 
 # From a fraction of a millisecond (the runner's own overhead) to minutes (generations).
 _BUCKETS = (
@@ -77,7 +77,7 @@ class Metrics:
 
     def observe(self, record: CallRecord) -> None:
         """Count one finished request."""
-        route = record.route or _route_of(record.path)
+        route = record.route or bounded_route(record.path)
         alias, integration = record.alias or "", record.integration or ""
         call = (route, alias, integration)
         category = record.error_type or ""
@@ -104,21 +104,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-_ROUTES = frozenset(
-    {
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank",
-        "/v1/messages", "/v1/models", "/health", "/metrics",
-    }
-)  # fmt: skip
-
-
-def _route_of(path: str) -> str:
-    """A bounded name for a request no call claimed (refused first, or not a call)."""
-    if path.startswith("/integrations"):
-        return "/integrations"
-    return path if path in _ROUTES else "other"
 
 
 class _StateCollector(Collector):

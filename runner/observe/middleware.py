@@ -55,20 +55,17 @@ class Observe:
                 record.first_byte = time.perf_counter()
             await send(message)
 
+        if tracing.exporter is not None:
+            record.trace = tracing.open_request(scope["headers"])
         token = current.set(record)
-        span = (
-            tracing.open_server_span(record.method, record.path, scope["headers"])
-            if tracing.tracer is not None
-            else None
-        )
         try:
             await self.app(scope, receive, observed)
         finally:
             record.ended = time.perf_counter()
             record.done()
             current.reset(token)
-            if span is not None:
-                tracing.close_server_span(span, record)
+            if record.trace is not None:
+                tracing.close_request(record.trace, record)
             if self.finished is not None:
                 self.finished(record)
             if self.access_log_enabled:

@@ -47,6 +47,8 @@ class CallRecord:
     tokens_in: int | None = None
     tokens_out: int | None = None
     counted_in_flight: bool = False
+    trace: Any = None
+    """The request's :class:`runner.observe.tracing.RequestTrace` when traces are on."""
 
     def call(self, route: str, deployment: Any) -> None:
         """The request resolved to ``deployment`` (a :class:`runner.calls.types.Deployment`):
@@ -89,3 +91,19 @@ def request_id() -> str | None:
     """The current request's id, for error bodies and upstream headers."""
     record = current.get()
     return record.request_id if record is not None else None
+
+
+_ROUTES = frozenset(
+    {
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank",
+        "/v1/messages", "/v1/models", "/health", "/metrics",
+    }
+)  # fmt: skip
+
+
+def bounded_route(path: str) -> str:
+    """A name for a request no call claimed (refused first, or not a call) with a bounded
+    set of values, for metric labels and span names: never a caller's own path."""
+    if path.startswith("/integrations"):
+        return "/integrations"
+    return path if path in _ROUTES else "other"

@@ -1,36 +1,58 @@
 """OpenTelemetry traces, when OpenTelemetry's own environment variables ask for them.
 
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, or
-``OTEL_TRACES_EXPORTER=otlp``) turns them on; ``OTEL_TRACES_EXPORTER=none``
-keeps them off. The SDK reads the rest itself (headers, timeouts, batch sizes,
-``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``). Spans are exported over
-OTLP/HTTP by a batch processor on its own thread, so an unreachable collector
-costs callers nothing; its export failures are logged once.
+``OTEL_TRACES_EXPORTER=otlp``) turns them on; ``OTEL_TRACES_EXPORTER=none`` or
+``OTEL_SDK_DISABLED=true`` keeps them off.
 
-Without them, the SDK is never imported, and every hook below is a check of
-one module global.
+The runner records its own spans (the request's, each upstream attempt, the
+wait for limits, an OAuth2 token fetch) without the OpenTelemetry SDK: a
+request's trace is a :class:`RequestTrace` on its record, and each finished
+span is written straight to OTLP bytes (:mod:`runner.observe.otlp`) and queued
+for :mod:`runner.observe.trace_export`. The SDK would cost about 95 µs of CPU
+per call and a thread fighting the event loop for the GIL. The SDK is still
+set up as the process's tracer provider, for custom handlers: a handler's
+attempt is an SDK span, current while it runs, so the spans a handler opens
+with OpenTelemetry's API nest under it and go out in the same batches.
+
+Without the variables, nothing here is imported or run: every hook is behind a
+check of ``record.trace``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
+
+from runner.observe import handler_spans, otlp
+from runner.observe.records import bounded_route, current
+from runner.observe.trace_context import Parent, Sampler, parent_from, traceparent
+from runner.observe.trace_export import ExportSettings, SpanExporter
 
 log = logging.getLogger(__name__)
-tracer: Any = None
-"""The runner's tracer once :func:`configure` has turned tracing on, else None."""
-_otel: Any = None
+SCOPE = ("runner", "")
+exporter: SpanExporter | None = None
+"""The queue every span goes to, once :func:`configure` has turned traces on."""
+_sampler: Sampler | None = None
+_sdk: handler_spans.HandlerSpans | None = None
+# Spans' attributes whose values are bounded (routes, aliases, codes, attempt numbers),
+# encoded once: most of a span is then a dictionary lookup.
+_request_shapes: dict[tuple[Any, ...], tuple[str, bytes, str | None]] = {}
+_attempt_shapes: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
+_SHAPES_KEPT = 4096
+_OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings",
+               "rerank": "rerank"}  # fmt: skip
 
 
 def wanted(environ: Mapping[str, str] = os.environ) -> bool:
-    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter == "none":
+    exporter_name = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter_name == "none" or environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return False
-    return exporter == "otlp" or any(
+    return exporter_name == "otlp" or any(
         environ.get(name)
         for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
@@ -38,196 +60,197 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
 
 def configure(environ: Mapping[str, str] = os.environ) -> bool:
     """Turn tracing on if the environment asks; True when it is on. Once per process.
-    Settings the SDK refuses leave tracing off, with the reason logged: a gateway does
-    not stop serving for its telemetry."""
-    global tracer, _otel
-    if tracer is not None or not wanted(environ):
-        return tracer is not None
+    Settings OpenTelemetry refuses leave tracing off, with the reason logged: a gateway
+    does not stop serving for its telemetry."""
+    global exporter, _sampler, _sdk
+    if exporter is not None or not wanted(environ):
+        return exporter is not None
     try:
-        from opentelemetry import context, trace
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.trace import SpanKind, Status, StatusCode
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         service = {"service.name": environ.get("OTEL_SERVICE_NAME") or "runner"}
-        provider = TracerProvider(resource=Resource.create(service))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        resource = Resource.create(service)
+        sampler = Sampler.from_environ(environ)
+        span_exporter = SpanExporter(ExportSettings.from_environ(environ), resource.attributes)
+        _sdk = handler_spans.HandlerSpans(resource, span_exporter, SCOPE)
     except Exception as exc:
         log.error("traces are off: OpenTelemetry refused its settings (%s)", exc)
         return False
-    trace.set_tracer_provider(provider)
-    for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                 "opentelemetry.sdk.trace.export"):  # fmt: skip
-        logging.getLogger(name).addFilter(_Once())
-    _otel = _Otel(context, trace, SpanKind, Status, StatusCode, TraceContextTextMapPropagator())
-    tracer = trace.get_tracer("runner")
-    log.info("exporting traces over OTLP/HTTP (OpenTelemetry's OTEL_* variables)")
+    exporter, _sampler = span_exporter, sampler
+    log.info("exporting traces over OTLP/HTTP to %s", span_exporter.settings.endpoint)
     return True
 
 
-class _Otel(NamedTuple):
-    """The OpenTelemetry names the hooks use, bound once (no import on the hot path)."""
+class RequestTrace:
+    """One request's place in its trace: the ids it was given, and the child spans that
+    ended so far (already encoded), sent with the request's own when it ends."""
 
-    context: Any
-    trace: Any
-    SpanKind: Any
-    Status: Any
-    StatusCode: Any
-    propagator: Any
+    __slots__ = ("children", "parent_id", "sampled", "span_id", "start_ns", "trace_id",
+                 "trace_state")  # fmt: skip
+
+    def __init__(self, parent: Parent | None) -> None:
+        self.trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
+        self.span_id = random.getrandbits(64) or 1
+        self.parent_id = parent.span_id if parent is not None else 0
+        self.trace_state = parent.trace_state if parent is not None else ""
+        self.sampled = _sampler is not None and _sampler.sampled(self.trace_id, parent)
+        self.start_ns = time.time_ns()
+        self.children: list[bytes] = []
+
+    def child(
+        self, name: str, kind: int, seconds: float, attributes: Mapping[str, Any] | bytes,
+        error: str | None = None,
+    ) -> None:  # fmt: skip
+        """Note a child span that ended just now, ``seconds`` long."""
+        end = time.time_ns()
+        span = otlp.span(
+            self.trace_id.to_bytes(16, "big"), random.getrandbits(64).to_bytes(8, "big"),
+            self.span_id.to_bytes(8, "big"), name, kind, end - int(seconds * 1e9), end,
+            attributes, error=error,
+        )  # fmt: skip
+        self.children.append(span)
 
 
-class _Once(logging.Filter):
-    """Lets the first warning or error of a logger through, and no more: a collector that
-    is down would otherwise be reported on every batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        if self.seen:
-            return False
-        self.seen = True
-        record.msg = f"{record.getMessage()} (further export failures are not logged)"
-        record.args = ()
-        return True
+def open_request(headers: Sequence[tuple[bytes, bytes]]) -> RequestTrace | None:
+    """The trace of a request that has just arrived, continuing the caller's
+    ``traceparent``; None when traces are off."""
+    if exporter is None:
+        return None
+    parent = None
+    for name, value in headers:
+        if name == b"traceparent":
+            state = next((v for n, v in headers if n == b"tracestate"), b"")
+            parent = parent_from(value, state)
+            break
+    return RequestTrace(parent)
 
 
-def open_server_span(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Any:
-    """Start the span of one request, continuing the caller's ``traceparent``, and make it
-    the current span; returns what :func:`close_server_span` needs."""
-    carrier = {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in headers
-        if name in (b"traceparent", b"tracestate")
+def close_request(trace: RequestTrace, record: Any) -> None:
+    """Write the request's span from what its record says and queue it with its children."""
+    if not trace.sampled or exporter is None:
+        return
+    shape = (
+        record.method, record.route or bounded_route(record.path), record.status,
+        record.alias, record.integration, record.backend, record.error_type,
+        record.error_code, len(record.attempts), record.operation, record.system,
+        record.upstream_model,
+    )  # fmt: skip
+    known = _request_shapes.get(shape)
+    if known is None:
+        known = _request_shape(*shape)
+        if len(_request_shapes) < _SHAPES_KEPT:
+            _request_shapes[shape] = known
+    name, bounded, error = known
+    unbounded = {"url.path": record.path, "runner.request_id": record.request_id}
+    if record.tokens_in is not None:
+        unbounded["gen_ai.usage.input_tokens"] = record.tokens_in
+    if record.tokens_out is not None:
+        unbounded["gen_ai.usage.output_tokens"] = record.tokens_out
+    ended = record.ended if record.ended is not None else time.perf_counter()
+    span = otlp.span(
+        trace.trace_id.to_bytes(16, "big"), trace.span_id.to_bytes(8, "big"),
+        trace.parent_id.to_bytes(8, "big") if trace.parent_id else b"",
+        name, otlp.SERVER, trace.start_ns, trace.start_ns + int((ended - record.started) * 1e9),
+        bounded + otlp.encode_attributes(unbounded), error=error, trace_state=trace.trace_state,
+    )  # fmt: skip
+    trace.children.append(span)
+    exporter.add(SCOPE, trace.children)
+
+
+def _request_shape(
+    method: str, route: str, status: int, alias: str | None, integration: str | None,
+    backend: str | None, error_type: str | None, error_code: str | None, attempts: int,
+    operation: str | None, system: str | None, upstream_model: str | None,
+) -> tuple[str, bytes, str | None]:  # fmt: skip
+    """A request span's name, its attributes with bounded values (encoded: GenAI semantic
+    conventions, and the runner's own under ``runner.``), and its error status."""
+    found = {
+        "http.request.method": method,
+        "http.route": route,
+        "http.response.status_code": status,
+        "runner.alias": alias,
+        "runner.integration": integration,
+        "runner.backend": backend,
+        "runner.error.category": error_type,
+        "runner.error.code": error_code,
+        "runner.attempts": attempts or None,
+        "gen_ai.operation.name": _OPERATIONS.get(operation or ""),
+        "gen_ai.system": system,
+        "gen_ai.request.model": alias,
+        "gen_ai.response.model": upstream_model,
     }
-    span = tracer.start_span(
-        f"{method} {path}",
-        context=_otel.propagator.extract(carrier) if carrier else None,
-        kind=_otel.SpanKind.SERVER,
-        attributes={"http.request.method": method, "url.path": path},
-    )
-    return span, _otel.context.attach(_otel.trace.set_span_in_context(span))
+    encoded = otlp.encode_attributes({k: v for k, v in found.items() if v is not None})
+    failed = error_type is not None or status >= 500
+    return f"{method} {route}", encoded, (error_code or str(status)) if failed else None
 
 
-def close_server_span(opened: Any, record: Any) -> None:
-    span, token = opened
-    _otel.context.detach(token)
-    finish_server_span(span, record)
+def attempted(trace: RequestTrace, seconds: float, number: int, failure: Any = None) -> None:
+    """The span of an upstream attempt that has just ended (``seconds`` long), made
+    afterwards: nothing runs inside it, so it need not be current while it runs."""
+    if not trace.sampled:
+        return
+    failed = failure is not None
+    shape = (number, failed, getattr(failure, "type", None), getattr(failure, "code", None))
+    known = _attempt_shapes.get(shape)
+    if known is None:
+        attributes: dict[str, Any] = {"runner.attempt": number}
+        error = None
+        if failed:
+            attributes["error.type"] = getattr(failure, "type", None) or type(failure).__name__
+            error = getattr(failure, "code", None) or "failed"
+        known = otlp.encode_attributes(attributes), error
+        if len(_attempt_shapes) < _SHAPES_KEPT:
+            _attempt_shapes[shape] = known
+    trace.child("upstream attempt", otlp.CLIENT, seconds, *known)
+
+
+def waited(trace: RequestTrace, name: str, seconds: float, **attributes: Any) -> None:
+    """A child span for a wait that has just ended (``seconds`` long)."""
+    if trace.sampled:
+        trace.child(name, otlp.INTERNAL, seconds, attributes)
 
 
 @contextmanager
-def child(name: str, client: bool = False, **attributes: Any) -> Iterator[Any]:
-    """A child span of the active one, active inside the block; nothing when off. For
-    what is rare (an OAuth2 token fetch): it costs a generator even when off."""
-    if tracer is None:
-        yield None
+def child(name: str, client: bool = False, **attributes: Any) -> Iterator[None]:
+    """A child span of the current request's around the block; nothing when off. For what
+    is rare (an OAuth2 token fetch): it costs a generator even when off."""
+    record = current.get()
+    trace = record.trace if record is not None else None
+    if trace is None or not trace.sampled:
+        yield
         return
-    kind = _otel.SpanKind.CLIENT if client else _otel.SpanKind.INTERNAL
-    with tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
-        yield span
+    started = time.perf_counter()
+    error = None
+    try:
+        yield
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        kind = otlp.CLIENT if client else otlp.INTERNAL
+        trace.child(name, kind, time.perf_counter() - started, attributes, error)
 
 
-def finish_server_span(span: Any, record: Any) -> None:
-    """End a request's span with what its record says (GenAI semantic conventions, and
-    the runner's own names under ``runner.``)."""
-    route = record.route
-    if route:
-        span.update_name(f"{record.method} {route}")
-    found = {
-        "http.route": route,
-        "http.response.status_code": record.status,
-        "runner.request_id": record.request_id,
-        "runner.alias": record.alias,
-        "runner.integration": record.integration,
-        "runner.backend": record.backend,
-        "runner.error.category": record.error_type,
-        "runner.error.code": record.error_code,
-        "runner.attempts": len(record.attempts) or None,
-        "gen_ai.operation.name": _OPERATIONS.get(record.operation or ""),
-        "gen_ai.system": record.system,
-        "gen_ai.request.model": record.alias,
-        "gen_ai.response.model": record.upstream_model,
-        "gen_ai.usage.input_tokens": record.tokens_in,
-        "gen_ai.usage.output_tokens": record.tokens_out,
-    }
-    span.set_attributes({k: v for k, v in found.items() if v is not None})
-    if record.error_type or record.status >= 500:
-        span.set_status(
-            _otel.Status(_otel.StatusCode.ERROR, record.error_code or str(record.status))
-        )
-    span.end()
+async def traced_attempt(
+    trace: RequestTrace, attempt: Callable[[], Awaitable[Any]], number: int
+) -> Any:
+    """``await attempt()`` inside an SDK span current while it runs, for handlers."""
+    assert _sdk is not None
+    return await _sdk.traced(trace, attempt, number)
 
 
-_OPERATIONS = {
-    "chat": "chat",
-    "completion": "text_completion",
-    "embedding": "embeddings",
-    "rerank": "rerank",
-}
+def inject(trace: RequestTrace, headers: dict[str, str]) -> None:
+    """The request span's ``traceparent`` (and ``tracestate``) into ``headers``."""
+    headers["traceparent"] = traceparent(trace.trace_id, trace.span_id, trace.sampled)
+    if trace.trace_state:
+        headers["tracestate"] = trace.trace_state
 
 
-def attempted(seconds: float, number: int, failure: Any = None) -> None:
-    """The span of an upstream attempt that has just ended (``seconds`` long), made
-    afterwards: nothing runs inside it, so it need not be current while it runs."""
-    end = time.time_ns()
-    span = tracer.start_span(
-        "upstream attempt",
-        kind=_otel.SpanKind.CLIENT,
-        start_time=end - int(seconds * 1e9),
-        attributes={"runner.attempt": number},
-    )
-    if failure is not None:
-        _failed(span, failure)
-    span.end(end_time=end)
+def start_export() -> None:
+    if exporter is not None:
+        exporter.start()
 
 
-async def traced_attempt(attempt: Any, number: int) -> Any:
-    """``await attempt()`` inside the attempt's span, current while it runs: for handlers,
-    whose own spans then nest under their call."""
-    with tracer.start_as_current_span(
-        "upstream attempt",
-        kind=_otel.SpanKind.CLIENT,
-        attributes={"runner.attempt": number},
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            return await attempt()
-        except Exception as exc:
-            _failed(span, exc)
-            raise
-
-
-def _failed(span: Any, exc: Any) -> None:
-    span.set_status(_otel.Status(_otel.StatusCode.ERROR, getattr(exc, "code", None) or "failed"))
-    span.set_attribute("error.type", getattr(exc, "type", type(exc).__name__))
-
-
-def waited(name: str, seconds: float, **attributes: Any) -> None:
-    """A child span of the active one for a wait that has just ended (``seconds`` long),
-    made afterwards, so nothing is opened while there is nothing to wait for."""
-    end = time.time_ns()
-    tracer.start_span(name, start_time=end - int(seconds * 1e9), attributes=attributes).end(
-        end_time=end
-    )
-
-
-def inject(headers: dict[str, str]) -> None:
-    """The active span's ``traceparent`` (and ``tracestate``) into ``headers``, written
-    here as W3C Trace Context spells it (the propagator's generic path costs more)."""
-    if tracer is None:
-        return
-    context = _otel.trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return
-    headers["traceparent"] = (
-        f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-    )
-    if context.trace_state:
-        headers["tracestate"] = context.trace_state.to_header()
+async def stop_export() -> None:
+    if exporter is not None:
+        await exporter.stop()
