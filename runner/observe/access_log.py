@@ -46,22 +46,34 @@ def fields(record: CallRecord) -> dict[str, Any]:
 
 
 def write(record: CallRecord) -> None:
-    """Log the finished ``record``'s line."""
+    """Log the finished ``record``'s line. The record is made here rather than by
+    ``log.info``, which would walk the stack for a source line no format shows; the
+    readable message is built only by a formatter that shows it (:class:`_Readable`)."""
     if not log.isEnabledFor(logging.INFO):
         return
     access = fields(record)
-    shown = " ".join(
-        f"{k}={access[k]}"
-        for k in ("alias", "integration", "backend", "error_code", "retries", "tokens_in",
-                  "tokens_out", "key_id", "request_id")
-        if k in access
-    )  # fmt: skip
-    log.info(
-        "%s %s %d %.1f ms %s",
-        record.method,
-        record.path,
-        record.status,
-        access["latency_ms"],
-        shown,
-        extra={"access": access},
+    line = log.makeRecord(
+        log.name, logging.INFO, __file__, 0, _Readable(access), None, None, extra={"access": access}
     )
+    log.handle(line)
+
+
+class _Readable:
+    """The text access line: method, path, status, latency, then the call's fields."""
+
+    __slots__ = ("access",)
+
+    def __init__(self, access: dict[str, Any]) -> None:
+        self.access = access
+
+    def __str__(self) -> str:
+        access = self.access
+        shown = " ".join(f"{k}={access[k]}" for k in _SHOWN if k in access)
+        return (
+            f"{access['method']} {access['path']} {access['status']} "
+            f"{access['latency_ms']:.1f} ms {shown}"
+        )
+
+
+_SHOWN = ("alias", "integration", "backend", "error_code", "retries", "tokens_in",
+          "tokens_out", "key_id", "request_id")  # fmt: skip

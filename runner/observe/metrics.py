@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -28,6 +28,19 @@ _BUCKETS = (
 )  # fmt: skip
 _LIMIT_CODES = {"rate_limited": "rate", "concurrency_limited": "concurrency"}
 StateReader = Callable[[], dict[str, Any]]
+_SERIES_KEPT = 10_000
+
+
+class _Series(NamedTuple):
+    """The labelled series one kind of request counts in, looked up once per kind: the
+    client library's ``labels()`` costs more than the counting itself."""
+
+    requests: Any
+    duration: Any
+    first_byte: Any
+    attempts: Any
+    tokens_in: Any
+    tokens_out: Any
 
 
 class Metrics:
@@ -74,22 +87,24 @@ class Metrics:
             ["alias", "integration", "direction"], registry=r,
         )  # fmt: skip
         r.register(_StateCollector(state))
+        self._series: dict[tuple[Any, ...], _Series] = {}
 
     def observe(self, record: CallRecord) -> None:
         """Count one finished request."""
         route = record.route or bounded_route(record.path)
         alias, integration = record.alias or "", record.integration or ""
-        call = (route, alias, integration)
-        category = record.error_type or ""
-        self.requests.labels(*call, str(record.status), category).inc()
+        shape = (route, alias, integration, record.status, record.error_type or "", record.backend)
+        series = self._series.get(shape)
+        if series is None:
+            series = self._series_of(*shape)
+        series.requests.inc()
         ended = record.ended or time.perf_counter()
-        self.duration.labels(*call).observe(ended - record.started)
+        series.duration.observe(ended - record.started)
         if record.first_byte is not None:
-            self.first_byte.labels(*call).observe(record.first_byte - record.started)
+            series.first_byte.observe(record.first_byte - record.started)
         if record.attempts:
-            attempts = self.attempts.labels(integration, record.backend or "")
             for seconds in record.attempts:
-                attempts.observe(seconds)
+                series.attempts.observe(seconds)
             if len(record.attempts) > 1:
                 self.retries.labels(alias, integration).inc(len(record.attempts) - 1)
         limit = _LIMIT_CODES.get(record.error_code or "")
@@ -98,9 +113,26 @@ class Metrics:
         if record.slot_wait:
             self.slot_wait.labels(integration).observe(record.slot_wait)
         if record.tokens_in is not None:
-            self.tokens.labels(alias, integration, "in").inc(record.tokens_in)
+            series.tokens_in.inc(record.tokens_in)
         if record.tokens_out is not None:
-            self.tokens.labels(alias, integration, "out").inc(record.tokens_out)
+            series.tokens_out.inc(record.tokens_out)
+
+    def _series_of(
+        self, route: str, alias: str, integration: str, status: int, category: str,
+        backend: str | None,
+    ) -> _Series:  # fmt: skip
+        call = (route, alias, integration)
+        series = _Series(
+            self.requests.labels(*call, str(status), category),
+            self.duration.labels(*call),
+            self.first_byte.labels(*call),
+            self.attempts.labels(integration, backend or ""),
+            self.tokens.labels(alias, integration, "in"),
+            self.tokens.labels(alias, integration, "out"),
+        )
+        if len(self._series) < _SERIES_KEPT:
+            self._series[(route, alias, integration, status, category, backend)] = series
+        return series
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
