@@ -14,10 +14,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
+
+ACCESS_LOGGER = "runner.access"
 
 
 def logging_config(level: str, format: str = "text") -> dict[str, Any]:
@@ -31,7 +34,7 @@ def logging_config(level: str, format: str = "text") -> dict[str, Any]:
     }
     config["handlers"]["runner"] = {
         "formatter": "runner",
-        "class": "logging.StreamHandler",
+        "class": "runner.logs.LineHandler",
         "stream": "ext://sys.stderr",
     }
     # "trace" is uvicorn's level below debug; the runner has nothing finer than debug.
@@ -63,7 +66,7 @@ class JsonLines(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
         self._second: tuple[int, str] = (-1, "")
-        self._encode = json.JSONEncoder(default=str).encode
+        self._encode = json.JSONEncoder(default=str, check_circular=False).encode
 
     def format(self, record: logging.LogRecord) -> str:
         access = getattr(record, "access", None)
@@ -80,6 +83,17 @@ class JsonLines(logging.Formatter):
             line["error"] = self.formatException(record.exc_info)
         return self._encode(line)
 
+    def access_line(self, created: float, access: dict[str, Any]) -> str:
+        """What :meth:`format` makes of an access line's record, without the record."""
+        line = {
+            "time": self._time(created),
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "message": access_message(access),
+            **access,
+        }
+        return self._encode(line)
+
     def _time(self, created: float) -> str:
         whole = int(created)
         second, text = self._second
@@ -87,6 +101,26 @@ class JsonLines(logging.Formatter):
             text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
             self._second = (whole, text)
         return f"{text}.{int((created - whole) * 1000):03d}+00:00"
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The runner's handler (stderr). One access line per request is on every call's
+    path, so in JSON it is written straight from its fields (:meth:`emit_access`),
+    without the ``LogRecord``, filters and formatting a log call goes through."""
+
+    def emit_access(self, access: dict[str, Any]) -> bool:
+        """Write an access line; False when this handler's format needs a log record."""
+        formatter = self.formatter
+        if not isinstance(formatter, JsonLines) or any(
+            not isinstance(f, BriefErrors)
+            for f in self.filters  # it never changes these
+        ):
+            return False
+        line = formatter.access_line(time.time(), access) + self.terminator
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line)
+            self.flush()
+        return True
 
 
 def access_message(access: dict[str, Any]) -> str:

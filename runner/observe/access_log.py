@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from runner.logs import ACCESS_LOGGER, LineHandler
 from runner.observe.records import CallRecord
 
-log = logging.getLogger("runner.access")
+log = logging.getLogger(ACCESS_LOGGER)
+_runner_log = logging.getLogger("runner")
 
 
 def fields(record: CallRecord) -> dict[str, Any]:
@@ -46,12 +48,22 @@ def fields(record: CallRecord) -> dict[str, Any]:
 
 
 def write(record: CallRecord) -> None:
-    """Log the finished ``record``'s line. The record is made here rather than by
-    ``log.info``, which would walk the stack for a source line no format shows; the
-    readable message is built only by a formatter that shows it (:class:`_Readable`)."""
+    """Log the finished ``record``'s line: straight to the runner's handler when that is
+    all there is to go through (:meth:`LineHandler.emit_access`), else as a log record,
+    made here rather than by ``log.info`` (which walks the stack for a source line no
+    format shows), whose readable message only a formatter that shows it builds."""
     if not log.isEnabledFor(logging.INFO):
         return
     access = fields(record)
+    handlers = _runner_log.handlers
+    if (
+        not log.handlers
+        and log.propagate
+        and len(handlers) == 1
+        and isinstance(handlers[0], LineHandler)
+        and handlers[0].emit_access(access)
+    ):
+        return
     line = log.makeRecord(
         log.name, logging.INFO, __file__, 0, _Readable(access), None, None, extra={"access": access}
     )

@@ -1,0 +1,84 @@
+"""Access lines as the runner's logging configuration writes them: JSON straight from the
+fields (the fast path) and through a log record give the same line; text is readable."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+from collections.abc import Iterator
+
+import pytest
+
+from runner.logs import logging_config
+from runner.observe import access_log
+from runner.observe.records import CallRecord
+
+
+@pytest.fixture
+def configured() -> Iterator[None]:
+    """Apply the runner's logging configuration for one test, then put the old one back."""
+    names = ("runner", "runner.access", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {
+        n: (lg.handlers[:], lg.level, lg.propagate) for n in names if (lg := logging.getLogger(n))
+    }
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
+
+
+def _configure(format: str) -> io.StringIO:
+    logging.config.dictConfig(logging_config("info", format))
+    stream = io.StringIO()
+    logging.getLogger("runner").handlers[0].setStream(stream)
+    return stream
+
+
+def _record() -> CallRecord:
+    record = CallRecord("req-1", "POST", "/v1/chat/completions")
+    record.route, record.alias, record.integration = "/v1/chat/completions", "Model A", "plain"
+    record.backend, record.status, record.tokens_in, record.tokens_out = "plain_http", 200, 3, 4
+    record.attempts.append(0.01)
+    record.ended = record.first_byte = record.started + 0.02
+    return record
+
+
+def test_a_json_line_is_the_same_written_directly_or_through_a_record(configured: None):
+    stream = _configure("json")
+    access_log.write(_record())  # the fast path: the runner's handler is all there is
+    extra = io.StringIO()
+    handler = logging.StreamHandler(extra)
+    handler.setFormatter(logging.getLogger("runner").handlers[0].formatter)
+    access_log.log.addHandler(handler)  # another handler: a log record must be made
+    try:
+        access_log.write(_record())
+    finally:
+        access_log.log.removeHandler(handler)
+    direct, *others = [json.loads(line) for line in stream.getvalue().splitlines()]
+    through_record = json.loads(extra.getvalue())
+    assert others == [through_record]  # the record also reached the runner's handler
+    for line in (direct, through_record):
+        line.pop("time")
+    assert direct == through_record
+    assert direct["logger"] == "runner.access" and direct["level"] == "info"
+    assert direct["message"] == "POST /v1/chat/completions 200"
+    assert (direct["alias"], direct["tokens_out"], direct["attempts"]) == ("Model A", 4, 1)
+    assert direct["latency_ms"] == 20.0
+
+
+def test_a_text_line_is_readable(configured: None):
+    stream = _configure("text")
+    access_log.write(_record())
+    line = stream.getvalue().strip()
+    assert "runner.access: POST /v1/chat/completions 200 20.0 ms alias=Model A" in line
+    assert "tokens_out=4" in line and "request_id=req-1" in line
+
+
+def test_no_line_below_info(configured: None):
+    logging.config.dictConfig(logging_config("warning", "json"))
+    stream = io.StringIO()
+    logging.getLogger("runner").handlers[0].setStream(stream)
+    access_log.write(_record())
+    assert stream.getvalue() == ""
