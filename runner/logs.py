@@ -11,6 +11,7 @@ log line is shortened to its type and message (:class:`BriefErrors`).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -105,22 +106,43 @@ class JsonLines(logging.Formatter):
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The runner's handler (stderr). One access line per request is on every call's
-    path, so in JSON it is written straight from its fields (:meth:`emit_access`),
-    without the ``LogRecord``, filters and formatting a log call goes through."""
+    path, so in JSON it is made straight from its fields (:meth:`emit_access`), without
+    the ``LogRecord``, filters and formatting a log call goes through, and the lines of
+    one turn of the event loop are written together, in one system call."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
 
     def emit_access(self, access: dict[str, Any]) -> bool:
         """Write an access line; False when this handler's format needs a log record."""
         formatter = self.formatter
-        if not isinstance(formatter, JsonLines) or any(
-            not isinstance(f, BriefErrors)
-            for f in self.filters  # it never changes these
-        ):
+        if not isinstance(formatter, JsonLines):
             return False
+        for kept in self.filters:
+            if type(kept) is not BriefErrors:  # which never changes an access line
+                return False
         line = formatter.access_line(time.time(), access) + self.terminator
-        with self.lock:  # type: ignore[union-attr]
-            self.stream.write(line)
-            self.flush()
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self._write_pending)
+            except RuntimeError:  # not on an event loop: nothing to wait for
+                self._pending.append(line)
+                self._write_pending()
+                return True
+        self._pending.append(line)
         return True
+
+    def _write_pending(self) -> None:
+        lines, self._pending = self._pending, []
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write("".join(lines))
+            self.stream.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._write_pending()
+        super().flush()
 
 
 def access_message(access: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ fields (the fast path) and through a log record give the same line; text is read
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -82,3 +83,18 @@ def test_no_line_below_info(configured: None):
     logging.getLogger("runner").handlers[0].setStream(stream)
     access_log.write(_record())
     assert stream.getvalue() == ""
+
+
+async def test_lines_of_one_turn_of_the_event_loop_are_written_together(configured: None):
+    stream = _configure("json")
+    writes: list[str] = []
+    write = stream.write
+    stream.write = lambda text: writes.append(text) or write(text)  # type: ignore[method-assign]
+    access_log.write(_record())
+    access_log.write(_record())
+    assert writes == []  # not yet: at the end of this turn
+    await asyncio.sleep(0)
+    assert len(writes) == 1 and len(writes[0].splitlines()) == 2
+    access_log.write(_record())
+    logging.getLogger("runner").handlers[0].flush()  # as logging does at exit
+    assert len(stream.getvalue().splitlines()) == 3

@@ -25,9 +25,13 @@ _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 
 
+_KIND_AND_TIMES = struct.Struct("<BBBQBQ")  # kind (a varint below 128), start, end
 _ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
-_KEYS_KEPT = 1024
+_KEPT = 1024
 _keys: dict[str, bytes] = {}
+"""Encoded attribute names and span names, which repeat (the caches stop growing at
+``_KEPT`` entries, whatever a handler names its spans)."""
+_names: dict[str, bytes] = {}
 
 
 def _varint(value: int) -> bytes:
@@ -68,7 +72,7 @@ def _key(key: str) -> bytes:
     field = _keys.get(key)
     if field is None:
         field = _len(b"\x0a", key.encode("utf-8", "replace"))
-        if len(_keys) < _KEYS_KEPT:
+        if len(_keys) < _KEPT:
             _keys[key] = field
     return field
 
@@ -115,14 +119,14 @@ def span(
         parts.append(_len(b"\x1a", trace_state.encode()))
     if parent_id:
         parts += (b"\x22\x08", parent_id)
+    name_field = _names.get(name)
+    if name_field is None:
+        name_field = _len(b"\x2a", name.encode("utf-8", "replace"))
+        if len(_names) < _KEPT:
+            _names[name] = name_field
     parts += (
-        _len(b"\x2a", name.encode("utf-8", "replace")),
-        b"\x30",
-        _varint(kind),
-        b"\x39",
-        _FIXED64.pack(start_ns),
-        b"\x41",
-        _FIXED64.pack(end_ns),
+        name_field,
+        _KIND_AND_TIMES.pack(0x30, kind, 0x39, start_ns, 0x41, end_ns),
         attributes if isinstance(attributes, bytes) else encode_attributes(attributes),
     )
     for event_name, at, event_attributes in events:

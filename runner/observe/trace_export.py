@@ -17,7 +17,6 @@ and only the first failure is logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import logging
 import os
@@ -149,13 +148,19 @@ class SpanExporter:
         return httpx.AsyncClient(timeout=s.timeout, verify=s.verify, cert=s.client_cert)
 
     async def _run(self) -> None:
+        """Full batches as soon as they are full; whatever waits when the delay is up.
+        (Sending what has gathered during the last send at once instead would, under
+        load, turn into one small export after another.)"""
         assert self._wake is not None
         async with self._client() as client:
             while True:
-                with contextlib.suppress(TimeoutError):
+                due = False
+                try:
                     await asyncio.wait_for(self._wake.wait(), self.settings.schedule_delay)
+                except TimeoutError:
+                    due = True
                 self._wake.clear()
-                while self._queue:
+                while len(self._queue) >= self.settings.max_batch or (due and self._queue):
                     await self._send(client)
 
     async def _send(self, client: httpx.AsyncClient, retry: bool = True) -> None:

@@ -85,8 +85,8 @@ class RequestTrace:
     """One request's place in its trace: the ids it was given, and the child spans that
     ended so far (already encoded), sent with the request's own when it ends."""
 
-    __slots__ = ("children", "parent_id", "sampled", "span_id", "start_ns", "trace_id",
-                 "trace_state")  # fmt: skip
+    __slots__ = ("children", "parent_id", "sampled", "span_bytes", "span_id", "start_ns",
+                 "trace_bytes", "trace_id", "trace_state")  # fmt: skip
 
     def __init__(self, parent: Parent | None) -> None:
         self.trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
@@ -96,6 +96,8 @@ class RequestTrace:
         self.sampled = _sampler is not None and _sampler.sampled(self.trace_id, parent)
         self.start_ns = time.time_ns()
         self.children: list[bytes] = []
+        self.trace_bytes = self.trace_id.to_bytes(16, "big")
+        self.span_bytes = self.span_id.to_bytes(8, "big")
 
     def child(
         self, name: str, kind: int, seconds: float, attributes: Mapping[str, Any] | bytes,
@@ -104,9 +106,8 @@ class RequestTrace:
         """Note a child span that ended just now, ``seconds`` long."""
         end = time.time_ns()
         span = otlp.span(
-            self.trace_id.to_bytes(16, "big"), random.getrandbits(64).to_bytes(8, "big"),
-            self.span_id.to_bytes(8, "big"), name, kind, end - int(seconds * 1e9), end,
-            attributes, error=error,
+            self.trace_bytes, random.getrandbits(64).to_bytes(8, "big"), self.span_bytes,
+            name, kind, end - int(seconds * 1e9), end, attributes, error=error,
         )  # fmt: skip
         self.children.append(span)
 
@@ -148,7 +149,7 @@ def close_request(trace: RequestTrace, record: Any) -> None:
         unbounded["gen_ai.usage.output_tokens"] = record.tokens_out
     ended = record.ended if record.ended is not None else time.perf_counter()
     span = otlp.span(
-        trace.trace_id.to_bytes(16, "big"), trace.span_id.to_bytes(8, "big"),
+        trace.trace_bytes, trace.span_bytes,
         trace.parent_id.to_bytes(8, "big") if trace.parent_id else b"",
         name, otlp.SERVER, trace.start_ns, trace.start_ns + int((ended - record.started) * 1e9),
         bounded + otlp.encode_attributes(unbounded), error=error, trace_state=trace.trace_state,
