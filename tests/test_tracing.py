@@ -44,7 +44,7 @@ def collector(_collector: Collector) -> Collector:
     return _collector
 
 
-def _traced_runner(collector: Collector, tmp_path: Path, upstream: Upstream):
+def _traced_runner(collector: Collector, tmp_path: Path, upstream: Upstream, **extra: str):
     config, handlers = tmp_path / "config", tmp_path / "handlers"
     config.mkdir()
     handlers.mkdir()
@@ -59,6 +59,7 @@ def _traced_runner(collector: Collector, tmp_path: Path, upstream: Upstream):
         "OTEL_BSP_SCHEDULE_DELAY": "50",
         "OTEL_SERVICE_NAME": "runner-under-test",
         "RUNNER_DATA_DIR": str(tmp_path / "data"),
+        **extra,
     }
     return runner_process(env, config, "--custom-llms", str(handlers))
 
@@ -82,7 +83,7 @@ def test_a_retried_stream_is_one_trace_continuing_the_callers(
             json={"model": "M", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         )
         assert response.status_code == 200 and "[DONE]" in response.text
-        spans = _tree(collector, CALLER_TRACE, 4)
+        spans = _tree(collector, CALLER_TRACE, 5)
     [server] = [s for s in spans if s.kind == "server"]
     assert server.parent_id == CALLER_SPAN  # the caller's trace, continued
     assert server.name == "POST /v1/chat/completions"
@@ -95,6 +96,8 @@ def test_a_retried_stream_is_one_trace_continuing_the_callers(
     assert all(a.kind == "client" for a in attempts)
     [limits] = [s for s in spans if s.name == "limits"]  # waiting for a concurrency slot
     assert limits.parent_id == server.span_id
+    [admission] = [s for s in spans if s.name == "admission"]
+    assert admission.parent_id == server.span_id and admission.attributes["runner.admitted"]
     assert server.attributes["gen_ai.request.model"] == "M"
     assert server.attributes["gen_ai.response.model"] == "m"
     assert server.attributes["gen_ai.system"] == "openai"
@@ -121,7 +124,7 @@ def test_a_trace_the_caller_did_not_sample_is_passed_on_unrecorded(
             assert response.status_code == 200
             assert upstream.last.headers["traceparent"].startswith(f"00-{trace_id}-")
             assert upstream.last.headers["traceparent"].endswith(f"-{flags}")
-        _tree(collector, sampled, 2)  # spans go out in order: the first's would be here
+        _tree(collector, sampled, 3)  # spans go out in order: the first's would be here
     assert not [s for s in collector.spans if s.trace_id == unsampled]
 
 
@@ -144,6 +147,26 @@ def test_a_handler_call_and_the_handlers_own_span(
     assert server.attributes["gen_ai.system"] == "runner.handler"
     assert server.attributes["runner.backend"] == "handler"
     assert server.parent_id == ""  # no traceparent came in: a new trace
+
+
+def test_a_refused_request_is_a_trace_whose_admission_failed(
+    collector: Collector, tmp_path: Path, upstream: Upstream
+):
+    with _traced_runner(collector, tmp_path, upstream, RUNNER_API_KEYS="sk-caller") as (_, url):
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+            json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 401
+        spans = _tree(collector, CALLER_TRACE, 2)
+    [server] = [s for s in spans if s.kind == "server"]
+    [admission] = [s for s in spans if s.name == "admission"]
+    assert admission.parent_id == server.span_id and admission.error
+    assert admission.attributes["runner.admitted"] is False
+    assert server.error and server.attributes["runner.error.code"] == "invalid_api_key"
+    assert server.name == "POST /v1/chat/completions"
+    assert not [s for s in spans if s.name == "upstream attempt"]
 
 
 def test_an_unreachable_collector_costs_callers_nothing(tmp_path: Path, upstream: Upstream):

@@ -44,6 +44,8 @@ _sdk: handler_spans.HandlerSpans | None = None
 _request_shapes: dict[tuple[Any, ...], tuple[str, bytes, str | None]] = {}
 _attempt_shapes: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
 _SHAPES_KEPT = 4096
+_ADMITTED = otlp.encode_attributes({"runner.admitted": True})
+_REFUSED = otlp.encode_attributes({"runner.admitted": False})
 _OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings",
                "rerank": "rerank"}  # fmt: skip
 
@@ -203,6 +205,15 @@ def attempted(trace: RequestTrace, seconds: float, number: int, failure: Any = N
         if len(_attempt_shapes) < _SHAPES_KEPT:
             _attempt_shapes[shape] = known
     trace.child("upstream attempt", otlp.CLIENT, seconds, *known)
+
+
+def admitted(trace: RequestTrace, seconds: float, refusal: Any = None) -> None:
+    """The span of the admission checks (key, size), which took ``seconds``; ``refusal``
+    is the error that refused the request, if one did."""
+    if trace.sampled:
+        error = None if refusal is None else refusal.code
+        attributes = _ADMITTED if error is None else _REFUSED
+        trace.child("admission", otlp.INTERNAL, seconds, attributes, error)
 
 
 def waited(trace: RequestTrace, name: str, seconds: float, **attributes: Any) -> None:

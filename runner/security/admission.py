@@ -12,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.errors import RunnerError, send_error
+from runner.observe import tracing
+from runner.observe.records import current
 
 MANAGEMENT_PREFIX = "/integrations"
 METRICS_PATH = "/metrics"
@@ -130,7 +133,13 @@ class Admission:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self.refusal(scope)
+        record = current.get()
+        if record is not None and record.trace is not None:
+            started = time.perf_counter()
+            refusal = self.refusal(scope)
+            tracing.admitted(record.trace, time.perf_counter() - started, refusal)
+        else:
+            refusal = self.refusal(scope)
         if refusal is not None:
             await send_error(send, refusal)
             return
