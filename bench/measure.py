@@ -153,17 +153,23 @@ def throughput(
     return float(json.loads(output)["requests_per_second"]), "bench.load (asyncio)"
 
 
+THROUGHPUT_PASSES = 6
+
+
 def alternating_throughput(
     endpoints: list[Endpoint], seconds: float, prefer_wrk: bool = True
 ) -> dict[str, float]:
-    """Mean requests per second at 32 connections for each endpoint, measured in two
-    alternating passes (A B A B), so neither gets the machine's quieter moment."""
+    """Median requests per second at 32 connections for each endpoint, over
+    ``THROUGHPUT_PASSES`` alternating passes (A B C, C B A, …) sharing ``2 * seconds``
+    per endpoint: on a machine whose speed wanders, short interleaved passes and their
+    median keep a slow moment from deciding a comparison."""
     rates: dict[str, list[float]] = {}
-    for _ in range(2):
-        for endpoint in endpoints:
-            rate, _ = throughput(endpoint, 32, seconds, prefer_wrk)
+    each = max(1.0, 2 * seconds / THROUGHPUT_PASSES)
+    for turn in range(THROUGHPUT_PASSES):
+        for endpoint in endpoints if turn % 2 == 0 else endpoints[::-1]:
+            rate, _ = throughput(endpoint, 32, each, prefer_wrk)
             rates.setdefault(endpoint.name, []).append(rate)
-    return {name: statistics.mean(values) for name, values in rates.items()}
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def added_and_throughput(
