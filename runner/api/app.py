@@ -21,9 +21,10 @@ from runner.errors import ErrorEnvelope, RunnerError
 from runner.integrations.registry import Registry
 from runner.integrations.service import IntegrationService, StartupRefused
 from runner.integrations.watcher import watch_handlers
-from runner.observe import tracing
+from runner.observe import access_log, tracing
 from runner.observe.metrics import Metrics
 from runner.observe.middleware import Observe
+from runner.observe.recorder import Recorder
 from runner.observe.state import service_state
 from runner.security.admission import Admission, ApiKeys
 from runner.security.secret_keys import KeyConfigError, load_secret_box
@@ -79,6 +80,7 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
+            app.state.recorder.drain()
             await tracing.stop_export()
             await registry.aclose()
             await store.aclose()
@@ -115,9 +117,14 @@ def create_app(
         if settings.metrics
         else None
     )
+    consumers = [metrics.observe] if metrics is not None else []
+    if settings.access_log:
+        consumers.append(access_log.write)
+    recorder = Recorder(consumers)
+    app.state.recorder = recorder
     app.add_middleware(
         Observe,
-        finished=metrics.observe if metrics is not None else None,
+        finished=recorder.add if consumers else None,
         access_log_enabled=settings.access_log,
     )
     plain_document = app.openapi
@@ -138,6 +145,7 @@ def create_app(
         """Prometheus text format (see the README's Observability section)."""
         if metrics is None:
             raise RunnerError("metrics are off (RUNNER_METRICS=false)", 404, code="metrics_off")
+        recorder.drain()  # every request answered so far is counted
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

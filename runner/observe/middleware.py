@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runner.observe import access_log, tracing
+from runner.observe import tracing
 from runner.observe.records import CallRecord, current
 from runner.security.admission import presented_key
 
@@ -23,7 +23,9 @@ _ACCEPTED_ID = re.compile(rb"[!-~]{1,128}")
 
 class Observe:
     """Opens each HTTP request's :class:`CallRecord`, adds ``x-request-id`` to its answer,
-    and hands the record, once the answer's last byte is sent, to ``finished``."""
+    and hands the record, once the answer's last byte is sent, to ``finished`` (the
+    app's :class:`~runner.observe.recorder.Recorder`); ``access_log_enabled`` says
+    whether the caller's key id is needed."""
 
     def __init__(
         self,
@@ -68,8 +70,6 @@ class Observe:
                 tracing.close_request(record.trace, record)
             if self.finished is not None:
                 self.finished(record)
-            if self.access_log_enabled:
-                access_log.write(record)
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:

@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from runner.observe import handler_spans, otlp
@@ -85,10 +86,10 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
 
 class RequestTrace:
     """One request's place in its trace: the ids it was given, and the child spans that
-    ended so far (already encoded), sent with the request's own when it ends."""
+    ended so far, queued with the request's own when it ends and encoded when sent."""
 
-    __slots__ = ("children", "parent_id", "sampled", "span_bytes", "span_id", "start_ns",
-                 "trace_bytes", "trace_id", "trace_state")  # fmt: skip
+    __slots__ = ("children", "parent_id", "sampled", "span_id", "start_ns", "trace_id",
+                 "trace_state")  # fmt: skip
 
     def __init__(self, parent: Parent | None) -> None:
         self.trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
@@ -97,9 +98,7 @@ class RequestTrace:
         self.trace_state = parent.trace_state if parent is not None else ""
         self.sampled = _sampler is not None and _sampler.sampled(self.trace_id, parent)
         self.start_ns = time.time_ns()
-        self.children: list[bytes] = []
-        self.trace_bytes = self.trace_id.to_bytes(16, "big")
-        self.span_bytes = self.span_id.to_bytes(8, "big")
+        self.children: list[tuple[Any, ...]] = []
 
     def child(
         self, name: str, kind: int, seconds: float, attributes: Mapping[str, Any] | bytes,
@@ -107,11 +106,7 @@ class RequestTrace:
     ) -> None:  # fmt: skip
         """Note a child span that ended just now, ``seconds`` long."""
         end = time.time_ns()
-        span = otlp.span(
-            self.trace_bytes, random.getrandbits(64).to_bytes(8, "big"), self.span_bytes,
-            name, kind, end - int(seconds * 1e9), end, attributes, error=error,
-        )  # fmt: skip
-        self.children.append(span)
+        self.children.append((name, kind, end - int(seconds * 1e9), end, attributes, error))
 
 
 def open_request(headers: Sequence[tuple[bytes, bytes]]) -> RequestTrace | None:
@@ -129,9 +124,19 @@ def open_request(headers: Sequence[tuple[bytes, bytes]]) -> RequestTrace | None:
 
 
 def close_request(trace: RequestTrace, record: Any) -> None:
-    """Write the request's span from what its record says and queue it with its children."""
-    if not trace.sampled or exporter is None:
-        return
+    """Queue the request's span and its children, to be encoded when their batch is sent."""
+    if trace.sampled and exporter is not None:
+        exporter.add_later(SCOPE, 1 + len(trace.children), partial(_encoded, trace, record))
+
+
+def _encoded(trace: RequestTrace, record: Any) -> list[bytes]:
+    """The request's span, from what its record says, and its children, as OTLP."""
+    trace_id, span_id = trace.trace_id.to_bytes(16, "big"), trace.span_id.to_bytes(8, "big")
+    spans = []
+    for name, kind, start, end, attributes, error in trace.children:
+        child_id = random.getrandbits(64).to_bytes(8, "big")
+        spans.append(otlp.span(trace_id, child_id, span_id, name, kind, start, end, attributes,
+                               error=error))  # fmt: skip
     shape = (
         record.method, record.route or bounded_route(record.path), record.status,
         record.alias, record.integration, record.backend, record.error_type,
@@ -150,14 +155,13 @@ def close_request(trace: RequestTrace, record: Any) -> None:
     if record.tokens_out is not None:
         unbounded["gen_ai.usage.output_tokens"] = record.tokens_out
     ended = record.ended if record.ended is not None else time.perf_counter()
-    span = otlp.span(
-        trace.trace_bytes, trace.span_bytes,
-        trace.parent_id.to_bytes(8, "big") if trace.parent_id else b"",
+    server = otlp.span(
+        trace_id, span_id, trace.parent_id.to_bytes(8, "big") if trace.parent_id else b"",
         name, otlp.SERVER, trace.start_ns, trace.start_ns + int((ended - record.started) * 1e9),
         bounded + otlp.encode_attributes(unbounded), error=error, trace_state=trace.trace_state,
     )  # fmt: skip
-    trace.children.append(span)
-    exporter.add(SCOPE, trace.children)
+    spans.append(server)
+    return spans
 
 
 def _request_shape(
