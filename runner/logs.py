@@ -15,7 +15,6 @@ import asyncio
 import copy
 import json
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,16 +83,15 @@ class JsonLines(logging.Formatter):
             line["error"] = self.formatException(record.exc_info)
         return self._encode(line)
 
-    def access_line(self, created: float, access: dict[str, Any]) -> str:
-        """What :meth:`format` makes of an access line's record, without the record."""
-        line = {
-            "time": self._time(created),
-            "level": "info",
-            "logger": ACCESS_LOGGER,
-            "message": access_message(access),
-            **access,
-        }
-        return self._encode(line)
+    def members(self, fields: dict[str, Any]) -> str:
+        """``fields`` as the members of a JSON object, without its braces."""
+        return self._encode(fields)[1:-1]
+
+    def access_line(self, created: float, members: str, more: dict[str, Any]) -> str:
+        """What :meth:`format` makes of an access line's record, without the record, from
+        some fields already encoded (:meth:`members`) and ``more``."""
+        head = f'{{"time": "{self._time(created)}", "level": "info", "logger": "{ACCESS_LOGGER}", '
+        return f"{head}{members}, {self._encode(more)[1:]}" if more else f"{head}{members}}}"
 
     def _time(self, created: float) -> str:
         whole = int(created)
@@ -106,7 +104,7 @@ class JsonLines(logging.Formatter):
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The runner's handler (stderr). One access line per request is on every call's
-    path, so in JSON it is made straight from its fields (:meth:`emit_access`), without
+    path, so in JSON it is made straight from its fields (:meth:`json_access`), without
     the ``LogRecord``, filters and formatting a log call goes through, and the lines of
     one turn of the event loop are written together, in one system call."""
 
@@ -114,24 +112,28 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._pending: list[str] = []
 
-    def emit_access(self, access: dict[str, Any]) -> bool:
-        """Write an access line; False when this handler's format needs a log record."""
+    def json_access(self) -> JsonLines | None:
+        """The formatter to make access lines with, when this handler can take them as
+        made (:meth:`write_line`): it writes JSON, and no filter could change a line."""
         formatter = self.formatter
         if not isinstance(formatter, JsonLines):
-            return False
+            return None
         for kept in self.filters:
             if type(kept) is not BriefErrors:  # which never changes an access line
-                return False
-        line = formatter.access_line(time.time(), access) + self.terminator
+                return None
+        return formatter
+
+    def write_line(self, line: str) -> None:
+        """Write ``line`` with the others of this turn of the event loop, at its end."""
+        line += self.terminator
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_soon(self._write_pending)
             except RuntimeError:  # not on an event loop: nothing to wait for
                 self._pending.append(line)
                 self._write_pending()
-                return True
+                return
         self._pending.append(line)
-        return True
 
     def _write_pending(self) -> None:
         lines, self._pending = self._pending, []

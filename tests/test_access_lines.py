@@ -98,3 +98,16 @@ async def test_lines_of_one_turn_of_the_event_loop_are_written_together(configur
     access_log.write(_record())
     logging.getLogger("runner").handlers[0].flush()  # as logging does at exit
     assert len(stream.getvalue().splitlines()) == 3
+
+
+def test_a_path_the_runner_does_not_serve_is_logged_as_sent_and_not_kept(configured: None):
+    stream = _configure("json")
+    kept = len(access_log._call_members)
+    for n in range(3):
+        record = CallRecord(f"req-{n}", "GET", f"/no/such/{n}")
+        record.status, record.error_type, record.ended = 404, "not_found_error", record.started
+        access_log.write(record)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["path"] for line in lines] == ["/no/such/0", "/no/such/1", "/no/such/2"]
+    assert lines[2]["message"] == "GET /no/such/2 404" and "route" not in lines[2]
+    assert len(access_log._call_members) == kept  # a caller's paths never fill the cache

@@ -8,9 +8,10 @@ key: the caller's API key appears only as its id, the start of its SHA-256.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from runner.logs import ACCESS_LOGGER, LineHandler
+from runner.logs import ACCESS_LOGGER, JsonLines, LineHandler, access_message
 from runner.observe.records import CallRecord
 
 log = logging.getLogger(ACCESS_LOGGER)
@@ -19,9 +20,13 @@ _runner_log = logging.getLogger("runner")
 
 def fields(record: CallRecord) -> dict[str, Any]:
     """The access line's fields; those a request did not reach are left out."""
-    ended = record.ended if record.ended is not None else record.started
-    found: dict[str, Any] = {
-        "request_id": record.request_id,
+    return {**_call_fields(record), **_request_fields(record)}
+
+
+def _call_fields(record: CallRecord) -> dict[str, Any]:
+    """The fields that describe the kind of call: their values repeat."""
+    attempts = len(record.attempts)
+    found = {
         "method": record.method,
         "path": record.path,
         "route": record.route,
@@ -32,42 +37,69 @@ def fields(record: CallRecord) -> dict[str, Any]:
         "status": record.status,
         "error_type": record.error_type,
         "error_code": record.error_code,
-        "latency_ms": round((ended - record.started) * 1000, 2),
-        "ttfb_ms": (
-            round((record.first_byte - record.started) * 1000, 2)
-            if record.first_byte is not None
-            else None
-        ),
-        "attempts": len(record.attempts) or None,
-        "retries": len(record.attempts) - 1 if len(record.attempts) > 1 else None,
-        "tokens_in": record.tokens_in,
-        "tokens_out": record.tokens_out,
-        "key_id": record.key_id,
+        "attempts": attempts or None,
+        "retries": attempts - 1 if attempts > 1 else None,
     }
     return {k: v for k, v in found.items() if v is not None}
 
 
+def _request_fields(record: CallRecord) -> dict[str, Any]:
+    """The fields of this one request."""
+    ended = record.ended if record.ended is not None else record.started
+    found: dict[str, Any] = {"request_id": record.request_id,
+                             "latency_ms": round((ended - record.started) * 1000, 2)}  # fmt: skip
+    if record.first_byte is not None:
+        found["ttfb_ms"] = round((record.first_byte - record.started) * 1000, 2)
+    if record.tokens_in is not None:
+        found["tokens_in"] = record.tokens_in
+    if record.tokens_out is not None:
+        found["tokens_out"] = record.tokens_out
+    if record.key_id is not None:
+        found["key_id"] = record.key_id
+    return found
+
+
 def write(record: CallRecord) -> None:
     """Log the finished ``record``'s line: straight to the runner's handler when that is
-    all there is to go through (:meth:`LineHandler.emit_access`), else as a log record,
-    made here rather than by ``log.info`` (which walks the stack for a source line no
-    format shows), whose readable message only a formatter that shows it builds."""
+    all there is to go through and it writes JSON (:meth:`LineHandler.json_access`),
+    else as a log record, made here rather than by ``log.info`` (which walks the stack
+    for a source line no format shows), whose readable message only a formatter that
+    shows it builds."""
     if not log.isEnabledFor(logging.INFO):
         return
-    access = fields(record)
     handlers = _runner_log.handlers
-    if (
-        not log.handlers
-        and log.propagate
-        and len(handlers) == 1
-        and isinstance(handlers[0], LineHandler)
-        and handlers[0].emit_access(access)
-    ):
-        return
+    if not log.handlers and log.propagate and len(handlers) == 1:
+        handler = handlers[0]
+        formatter = handler.json_access() if isinstance(handler, LineHandler) else None
+        if formatter is not None:
+            handler.write_line(_json_line(record, formatter))
+            return
+    access = fields(record)
     line = log.makeRecord(
         log.name, logging.INFO, __file__, 0, _Readable(access), None, None, extra={"access": access}
     )
     log.handle(line)
+
+
+def _json_line(record: CallRecord, formatter: JsonLines) -> str:
+    """The JSON access line, its call fields encoded once per kind of call (when the path
+    is one the runner serves, and so not the caller's to vary)."""
+    shape = None
+    if record.route is not None:
+        shape = (record.method, record.path, record.route, record.alias, record.integration,
+                 record.backend, record.stream, record.status, record.error_type,
+                 record.error_code, len(record.attempts))  # fmt: skip
+    members = _call_members.get(shape) if shape is not None else None
+    if members is None:
+        call = _call_fields(record)
+        members = formatter.members({"message": access_message(call), **call})
+        if shape is not None and len(_call_members) < _KEPT:
+            _call_members[shape] = members
+    return formatter.access_line(time.time(), members, _request_fields(record))
+
+
+_call_members: dict[tuple[Any, ...], str] = {}
+_KEPT = 4096
 
 
 class _Readable:
