@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from runner.observe import otlp
+from runner.security import outbound
 
 log = logging.getLogger(__name__)
 Scope = tuple[str, str]
@@ -166,17 +167,17 @@ class SpanExporter:
 
     def _client(self) -> aiohttp.ClientSession:
         s = self.settings
-        tls: ssl.SSLContext | bool = True
+        tls = outbound.tls_context()
         if s.certificate or s.client_cert:
             tls = ssl.create_default_context(cafile=s.certificate or None)
             if isinstance(s.client_cert, tuple):
                 tls.load_cert_chain(*s.client_cert)
             elif s.client_cert:
                 tls.load_cert_chain(s.client_cert)
+        # Not trust_env: aiohttp would then look for a .netrc on a thread at every export.
         return aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=s.timeout),
             connector=aiohttp.TCPConnector(ssl=tls),
-            trust_env=True,  # HTTPS_PROXY and NO_PROXY, as OpenTelemetry's exporter honours
         )
 
     async def _run(self) -> None:
@@ -213,9 +214,10 @@ class SpanExporter:
         if self.settings.gzip:
             body, headers = gzip.compress(body), {**headers, "content-encoding": "gzip"}
         problem, url = "", self.settings.endpoint
+        proxy = outbound.env_proxy(url)  # HTTPS_PROXY and NO_PROXY, as the SDK's exporter
         for backoff in (*(_BACKOFF_SECONDS if retry else ()), None):
             try:
-                async with client.post(url, data=body, headers=headers) as answer:
+                async with client.post(url, data=body, headers=headers, proxy=proxy) as answer:
                     await answer.read()
                     status = answer.status
             except (aiohttp.ClientError, TimeoutError) as exc:
