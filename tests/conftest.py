@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from .fake_collector import Collector
 from .fakes import TokenServer, Upstream
 from .helpers import Runner, serve, start_runner
 from .stores import drop_postgres_database, new_postgres_database, own_postgres_server
@@ -103,3 +104,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop_postgres_database(admin_url, url)
+
+
+@pytest.fixture(scope="session")
+def _otlp_collector() -> Iterator[Collector]:
+    collector = Collector()
+    with serve(collector.app()) as url:
+        collector.url = url
+        yield collector
+
+
+@pytest.fixture
+def collector(_otlp_collector: Collector) -> Collector:
+    """A loopback OTLP/HTTP collector, emptied for each test."""
+    _otlp_collector.spans.clear()
+    _otlp_collector.exports.clear()
+    _otlp_collector.answers.clear()
+    return _otlp_collector

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,25 +12,8 @@ from runner.observe import otlp
 from runner.observe.trace_export import ExportSettings, SpanExporter
 
 from .fake_collector import Collector
-from .helpers import serve
 
 SCOPE = ("runner", "")
-
-
-@pytest.fixture(scope="module")
-def _collector() -> Iterator[Collector]:
-    collector = Collector()
-    with serve(collector.app()) as url:
-        collector.url = url
-        yield collector
-
-
-@pytest.fixture
-def collector(_collector: Collector) -> Collector:
-    _collector.spans.clear()
-    _collector.exports.clear()
-    _collector.answers.clear()
-    return _collector
 
 
 def _span(n: int) -> bytes:

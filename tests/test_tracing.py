@@ -5,15 +5,14 @@ span), GenAI attributes, and a caller's traceparent continued and sent upstream.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
 from pathlib import Path
 
 import httpx
-import pytest
 
 from .fake_collector import Collector, Span
 from .fakes import Upstream
-from .helpers import handler_integration, integration, poll, runner_process, serve, write
+from .helpers import handler_integration, integration, poll, runner_process, write
 
 TRACED_HANDLER = """
 from litellm import CustomLLM, ModelResponse
@@ -28,20 +27,6 @@ class Traced(CustomLLM):
 """
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-@pytest.fixture(scope="module")
-def _collector() -> Iterator[Collector]:
-    collector = Collector()
-    with serve(collector.app()) as url:
-        collector.url = url
-        yield collector
-
-
-@pytest.fixture
-def collector(_collector: Collector) -> Collector:
-    _collector.spans.clear()
-    return _collector
 
 
 def _traced_runner(collector: Collector, tmp_path: Path, upstream: Upstream, **extra: str):
@@ -140,6 +125,9 @@ def test_a_handler_call_and_the_handlers_own_span(
         poll(lambda: any(s.name == "handler work" for s in collector.spans), 20, "handler span")
         own = next(s for s in collector.spans if s.name == "handler work")
         spans = _tree(collector, own.trace_id, 3)
+        scrape = httpx.get(f"{url}/metrics").text
+    exported = re.search(r'^runner_trace_spans_total\{outcome="exported"\} (\S+)$', scrape, re.M)
+    assert exported is not None and float(exported.group(1)) >= 3
     [server] = [s for s in spans if s.kind == "server"]
     [attempt] = [s for s in spans if s.name == "upstream attempt"]
     assert attempt.parent_id == server.span_id

@@ -181,3 +181,12 @@ class _StateCollector(Collector):
         for event in ("loaded", "load_failed", "reloaded"):
             handlers.add_metric([event], state.get("handler_events", {}).get(event, 0))
         yield handlers
+        spans = state.get("trace_spans")
+        if spans is not None:  # traces on
+            exported = CounterMetricFamily(
+                "runner_trace_spans", "Spans the trace exporter sent (exported), could not "
+                "send (failed) and dropped from a full queue (dropped).", labels=["outcome"],
+            )  # fmt: skip
+            for outcome in ("exported", "failed", "dropped"):
+                exported.add_metric([outcome], spans.get(outcome, 0))
+            yield exported

@@ -1,5 +1,6 @@
 """What ``/metrics`` reports of the runner's state when scraped, read from the integrations
-service: problems by kind, the store sync's lag, OAuth2 token fetches."""
+service: problems by kind, the store sync's lag, OAuth2 token fetches; and the spans
+the trace exporter sent, failed to send and dropped."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from runner.handlers.loading import events as handler_events
+from runner.observe import tracing
 from runner.security.credentials import OAuth2Credentials
 
 if TYPE_CHECKING:
@@ -33,4 +35,5 @@ def service_state(service: IntegrationService | None) -> dict[str, Any]:
         "store_sync_lag_seconds": time.monotonic() - synced if synced is not None else None,
         "oauth2": oauth2,
         "handler_events": dict(handler_events),
+        "trace_spans": dict(tracing.exporter.spans) if tracing.exporter is not None else None,
     }
