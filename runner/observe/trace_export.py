@@ -3,10 +3,10 @@
 The OpenTelemetry SDK's batch processor exports from a thread of its own,
 which competes with the event loop for the GIL and, under load, cost the
 runner more than half its throughput (the issue 14 benchmark). Here a request
-only appends its encoded spans to a queue; one task on the event loop sends a
-batch every ``OTEL_BSP_SCHEDULE_DELAY`` milliseconds, or as soon as
-``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans wait, with aiohttp (a fifth of httpx's CPU
-per export, measured).
+only appends its spans to a queue, to be encoded with their batch; one task on
+the event loop sends a batch when ``OTEL_BSP_SCHEDULE_DELAY`` milliseconds are
+up, or as soon as ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans wait, with aiohttp
+(a fifth of httpx's CPU per export, measured).
 
 Settings are OpenTelemetry's own variables, read as the SDK's OTLP/HTTP
 exporter reads them (endpoints, headers, timeout in seconds, gzip, TLS files).

@@ -4,12 +4,15 @@
 ``OTEL_TRACES_EXPORTER=otlp``) turns them on; ``OTEL_TRACES_EXPORTER=none`` or
 ``OTEL_SDK_DISABLED=true`` keeps them off.
 
-The runner records its own spans (the request's, each upstream attempt, the
-wait for limits, an OAuth2 token fetch) without the OpenTelemetry SDK: a
-request's trace is a :class:`RequestTrace` on its record, and each finished
-span is written straight to OTLP bytes (:mod:`runner.observe.otlp`) and queued
-for :mod:`runner.observe.trace_export`. The SDK would cost about 95 µs of CPU
-per call and a thread fighting the event loop for the GIL. The SDK is still
+The runner records its own spans (the request's, admission, each upstream
+attempt, the wait for limits, an OAuth2 token fetch) without the OpenTelemetry
+SDK: a request's trace is a :class:`RequestTrace` on its record, noting its
+spans as tuples; when the request ends they are queued in
+:mod:`runner.observe.trace_export`, and written to OTLP bytes
+(:mod:`runner.observe.otlp`) with the rest of their batch when it is sent,
+many at a time, which costs a fraction of writing each between requests. The
+SDK would cost about 95 µs of CPU per call and a thread fighting the event
+loop for the GIL. The SDK is still
 set up as the process's tracer provider, for custom handlers: a handler's
 attempt is an SDK span, current while it runs, so the spans a handler opens
 with OpenTelemetry's API nest under it and go out in the same batches.
