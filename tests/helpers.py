@@ -8,6 +8,7 @@ the store's database helpers in ``stores.py``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -45,6 +46,16 @@ def poll(
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
         time.sleep(interval)
+
+
+async def until(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.01
+) -> None:
+    """:func:`poll` for a test running on the event loop: waits without blocking it."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        await asyncio.sleep(interval)
 
 
 # --- ports and servers ------------------------------------------------------------------------

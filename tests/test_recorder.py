@@ -3,10 +3,10 @@ its delay is up, when asked (a scrape, shutdown), and at once with no event loop
 
 from __future__ import annotations
 
-import asyncio
-
 from runner.observe.recorder import Recorder
 from runner.observe.records import CallRecord
+
+from .helpers import until
 
 
 def _records(n: int) -> list[CallRecord]:
@@ -34,10 +34,7 @@ async def test_the_rest_goes_when_the_delay_is_up_or_when_drained():
     recorder = Recorder([lambda r: seen.append(r.request_id)], delay=0.05, size=100)
     one, two = _records(2)
     recorder.add(one)
-    for _ in range(100):
-        if seen:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: seen, 5, "the record handed on after the delay")
     assert seen == ["r0"]
     recorder.add(two)
     recorder.drain()  # as GET /metrics does before it renders

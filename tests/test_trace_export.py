@@ -12,6 +12,7 @@ from runner.observe import otlp
 from runner.observe.trace_export import ExportSettings, SpanExporter
 
 from .fake_collector import Collector
+from .helpers import until
 
 SCOPE = ("runner", "")
 
@@ -25,14 +26,6 @@ def _exporter(collector: Collector, **environ: str) -> SpanExporter:
         {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, **environ}
     )
     return SpanExporter(settings, {"service.name": "test"})
-
-
-async def _until(condition, what: str) -> None:
-    for _ in range(200):
-        if condition():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"{what}: not within 5 s")
 
 
 def test_settings_follow_the_sdks_variables():
@@ -70,7 +63,7 @@ async def test_batches_are_sent_when_full_and_on_schedule(collector: Collector):
     await asyncio.sleep(0.2)
     assert collector.spans == []  # neither full nor due
     exporter.add_later(SCOPE, 1, lambda: [_span(3)])
-    await _until(lambda: len(collector.spans) == 3, "a full batch sent at once")
+    await until(lambda: len(collector.spans) == 3, 5, "a full batch sent at once")
     assert collector.exports[0]["x-tenant"] == "t1"
     assert collector.exports[0]["content-type"] == "application/x-protobuf"
     exporter.add(SCOPE, [_span(4)])
@@ -88,14 +81,14 @@ async def test_retryable_refusals_are_retried_and_others_dropped_logged_once(
     exporter.start()
     collector.answers[:] = [503, 429]
     exporter.add(SCOPE, [_span(1)])
-    await _until(lambda: len(collector.spans) == 1, "the span, on the third try")
+    await until(lambda: len(collector.spans) == 1, 5, "the span, on the third try")
     assert len(collector.exports) == 3 and collector.exports[-1]["content-encoding"] == "gzip"
     caplog.set_level(logging.WARNING, "runner.observe.trace_export")
     collector.answers[:] = [400, 400]
     exporter.add(SCOPE, [_span(2)])
-    await _until(lambda: exporter.spans["failed"] == 1, "a refused batch dropped")
+    await until(lambda: exporter.spans["failed"] == 1, 5, "a refused batch dropped")
     exporter.add(SCOPE, [_span(3)])
-    await _until(lambda: exporter.spans["failed"] == 2, "the next one dropped too")
+    await until(lambda: exporter.spans["failed"] == 2, 5, "the next one dropped too")
     await exporter.stop()
     assert len(collector.exports) == 5  # a 400 is not retried
     lines = [r.getMessage() for r in caplog.records]

@@ -19,7 +19,7 @@ from typing import Any
 
 SERVER, CLIENT, INTERNAL = 2, 3, 1
 """``Span.SpanKind`` values (OTLP's, one more than the OpenTelemetry API's ``SpanKind``)."""
-STATUS_OK, STATUS_ERROR = 1, 2
+_STATUS_ERROR = 2
 
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
@@ -136,7 +136,7 @@ def span(
         link = b"\x0a\x10" + link_trace + b"\x12\x08" + link_span
         parts.append(_len(b"\x6a", link + encode_attributes(link_attributes, b"\x22")))
     if error is not None:
-        status = _len(b"\x12", error.encode("utf-8", "replace")) + b"\x18" + _varint(STATUS_ERROR)
+        status = _len(b"\x12", error.encode("utf-8", "replace")) + b"\x18" + _varint(_STATUS_ERROR)
         parts.append(_len(b"\x7a", status))
     return b"".join(parts)
 

@@ -133,7 +133,7 @@ class Admission:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        record = current.get()
+        record = current.get() if tracing.exporter is not None else None
         if record is not None and record.trace is not None:
             started = time.perf_counter()
             refusal = self.refusal(scope)
