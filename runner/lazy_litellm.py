@@ -19,6 +19,8 @@ import asyncio
 import logging
 from types import ModuleType
 
+from runner import heap
+
 _litellm: ModuleType | None = None
 
 
@@ -49,6 +51,7 @@ async def load() -> None:
     """Import LiteLLM ahead of the calls that need it, without blocking the event loop."""
     if _litellm is None:
         await asyncio.to_thread(litellm)
+        heap.freeze_long_lived()
 
 
 def describe_model(model: str, provider: str) -> None:

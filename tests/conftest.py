@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,14 @@ def _own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's runners keep their store and key in that test's folder, never in
     the working directory and never shared with another test."""
     monkeypatch.setenv("RUNNER_DATA_DIR", str(tmp_path / "runner-data"))
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen_heap() -> Iterator[None]:
+    """A started runner freezes the objects alive (:mod:`runner.heap`); in this process
+    those are the tests' too, so each test hands them back to the collector."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

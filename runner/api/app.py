@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
-from runner import __version__
+from runner import __version__, heap
 from runner.api import demo, management, openapi, routes
 from runner.errors import ErrorEnvelope, RunnerError
 from runner.integrations.registry import Registry
@@ -69,6 +69,7 @@ def create_app(
         try:
             await service.start()
             log.info("serving %d integrations", len(registry))
+            heap.freeze_long_lived()
             tracing.start_export()
             tasks.append(asyncio.create_task(service.follow(settings.sync_seconds)))
             if settings.custom_llms_enabled:
