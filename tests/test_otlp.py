@@ -19,7 +19,10 @@ TRACE, SPAN, PARENT = bytes(range(16)), bytes(range(8)), bytes(range(8, 16))
 def _decoded(
     spans: dict[tuple[str, str], list[bytes]], resource: dict
 ) -> ExportTraceServiceRequest:
-    return ExportTraceServiceRequest.FromString(otlp.export_request(otlp.resource(resource), spans))
+    framed = {scope: [otlp.framed(span) for span in found] for scope, found in spans.items()}
+    return ExportTraceServiceRequest.FromString(
+        otlp.export_request(otlp.resource(resource), framed)
+    )
 
 
 def _values(attributes) -> dict:
@@ -84,6 +87,37 @@ def test_attributes_encoded_ahead_are_the_same_as_a_mapping():
     assert otlp.span(TRACE, SPAN, b"", "s", 1, 1, 2, ahead) == otlp.span(
         TRACE, SPAN, b"", "s", 1, 1, 2, values
     )
+
+
+@pytest.mark.parametrize("text", ["", "/v1/chat/completions", "é" * 70, "x" * 20_000])
+def test_a_text_attribute_is_written_as_encode_attributes_writes_it(text: str):
+    for key in ("url.path", "k" * 200):
+        assert otlp.text_attribute(key, text) == otlp.encode_attributes({key: text})
+        assert otlp.text_attribute(key, text) == otlp.encode_attributes({key: text})  # kept
+
+
+@pytest.mark.parametrize("number", [0, 1, 127, 128, 2**40, -1])
+def test_an_int_attribute_is_written_as_encode_attributes_writes_it(number: int):
+    key = "gen_ai.usage.input_tokens"
+    assert otlp.int_attribute(key, number) == otlp.encode_attributes({key: number})
+
+
+@pytest.mark.parametrize("trace_state", ["", "vendor=x"])
+@pytest.mark.parametrize("parent", [b"", PARENT])
+@pytest.mark.parametrize("error", [None, "upstream_error"])
+def test_a_span_layout_writes_what_span_writes(trace_state: str, parent: bytes, error):
+    """Layouts write the runner's own spans; ``span`` is checked against the reference."""
+    fixed = otlp.encode_attributes({"runner.alias": "A", "runner.attempts": 2})
+    layout = otlp.SpanLayout("POST /v1/chat/completions", otlp.SERVER, fixed, error)
+    context = otlp.context_fields(parent, trace_state)
+    for extra in ({}, {"runner.request_id": "r" * 200, "gen_ai.usage.input_tokens": 7}):
+        written = layout(TRACE, SPAN, context, 10**18, 10**18 + 5, otlp.encode_attributes(extra))
+        expected = otlp.span(
+            TRACE, SPAN, parent, "POST /v1/chat/completions", otlp.SERVER, 10**18, 10**18 + 5,
+            {"runner.alias": "A", "runner.attempts": 2, **extra}, error=error,
+            trace_state=trace_state,
+        )  # fmt: skip
+        assert written == otlp.framed(expected)
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,8 @@ class ExportSettings:
         )
 
 
-Encode = Callable[[], list[bytes]]
+Encode = Callable[[], bytes]
+"""Writes queued spans when their batch is sent, :func:`~runner.observe.otlp.framed`."""
 
 
 class SpanExporter:
@@ -133,7 +134,7 @@ class SpanExporter:
         """Queue encoded spans; safe from any thread (handler spans end in theirs), so
         they wait for the next scheduled export or full batch."""
         for encoded in spans:
-            self._put(scope, encoded, 1)
+            self._put(scope, otlp.framed(encoded), 1)
 
     def add_later(self, scope: Scope, count: int, encode: Encode) -> None:
         """Queue ``count`` spans that ``encode()`` writes when their batch is sent. From
@@ -205,10 +206,7 @@ class SpanExporter:
             scope, item, spans = self._queue.popleft()
             self._queued -= spans
             count += spans
-            if isinstance(item, bytes):
-                batch.setdefault(scope, []).append(item)
-            else:
-                batch.setdefault(scope, []).extend(item())
+            batch.setdefault(scope, []).append(item if isinstance(item, bytes) else item())
         body = otlp.export_request(self._resource, batch)
         headers = self.settings.headers
         if self.settings.gzip:

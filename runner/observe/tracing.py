@@ -43,12 +43,15 @@ exporter: SpanExporter | None = None
 """The queue every span goes to, once :func:`configure` has turned traces on."""
 _sampler: Sampler | None = None
 _sdk: handler_spans.HandlerSpans | None = None
-# Spans' attributes whose values are bounded (routes, aliases, codes, attempt numbers),
-# encoded once: most of a span is then a dictionary lookup.
-_request_shapes: dict[tuple[Any, ...], tuple[str, bytes, str | None]] = {}
-_attempt_shapes: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
-_SHAPES_KEPT = 4096
-_ADMITTED = otlp.encode_attributes({"runner.admitted": True})
+# Spans by kind (a route, alias and status; an attempt's number and error), laid out
+# once with their bounded attributes: writing one is then a lookup and a join.
+_request_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
+_attempt_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
+_child_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
+_LAYOUTS_KEPT = 4096
+_ADMITTED = otlp.SpanLayout(
+    "admission", otlp.INTERNAL, otlp.encode_attributes({"runner.admitted": True})
+)
 _REFUSED = otlp.encode_attributes({"runner.admitted": False})
 _OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings",
                "rerank": "rerank"}  # fmt: skip
@@ -103,13 +106,10 @@ class RequestTrace:
         self.start_ns = time.time_ns()
         self.children: list[tuple[Any, ...]] = []
 
-    def child(
-        self, name: str, kind: int, seconds: float, attributes: Mapping[str, Any] | bytes,
-        error: str | None = None,
-    ) -> None:  # fmt: skip
+    def child(self, layout: otlp.SpanLayout, seconds: float) -> None:
         """Note a child span that ended just now, ``seconds`` long."""
         end = time.time_ns()
-        self.children.append((name, kind, end - int(seconds * 1e9), end, attributes, error))
+        self.children.append((layout, end - int(seconds * 1e9), end))
 
 
 def open_request(headers: Sequence[tuple[bytes, bytes]]) -> RequestTrace | None:
@@ -132,48 +132,59 @@ def close_request(trace: RequestTrace, record: Any) -> None:
         exporter.add_later(SCOPE, 1 + len(trace.children), partial(_encoded, trace, record))
 
 
-def _encoded(trace: RequestTrace, record: Any) -> list[bytes]:
+def _layout(name: str, kind: int, attributes: bytes, error: str | None) -> otlp.SpanLayout:
+    """The layout of a child span of this kind, kept while there are few kinds."""
+    key = (name, kind, attributes, error)
+    layout = _child_layouts.get(key)
+    if layout is None:
+        layout = otlp.SpanLayout(name, kind, attributes, error)
+        if len(_child_layouts) < _LAYOUTS_KEPT:
+            _child_layouts[key] = layout
+    return layout
+
+
+def _encoded(trace: RequestTrace, record: Any) -> bytes:
     """The request's span, from what its record says, and its children, as OTLP."""
     trace_id, span_id = trace.trace_id.to_bytes(16, "big"), trace.span_id.to_bytes(8, "big")
-    spans = []
-    for name, kind, start, end, attributes, error in trace.children:
-        child_id = random.getrandbits(64).to_bytes(8, "big")
-        spans.append(otlp.span(trace_id, child_id, span_id, name, kind, start, end, attributes,
-                               error=error))  # fmt: skip
+    as_parent = otlp.context_fields(span_id)
+    spans = [
+        layout(trace_id, random.getrandbits(64).to_bytes(8, "big"), as_parent, start, end)
+        for layout, start, end in trace.children
+    ]
     shape = (
         record.method, record.route or bounded_route(record.path), record.status,
         record.alias, record.integration, record.backend, record.error_type,
         record.error_code, len(record.attempts), record.operation, record.system,
         record.upstream_model,
     )  # fmt: skip
-    known = _request_shapes.get(shape)
-    if known is None:
-        known = _request_shape(*shape)
-        if len(_request_shapes) < _SHAPES_KEPT:
-            _request_shapes[shape] = known
-    name, bounded, error = known
-    unbounded = {"url.path": record.path, "runner.request_id": record.request_id}
+    layout = _request_layouts.get(shape)
+    if layout is None:
+        layout = _request_layout(*shape)
+        if len(_request_layouts) < _LAYOUTS_KEPT:
+            _request_layouts[shape] = layout
+    unbounded = otlp.text_attribute("url.path", record.path) + otlp.text_attribute(
+        "runner.request_id", record.request_id
+    )
     if record.tokens_in is not None:
-        unbounded["gen_ai.usage.input_tokens"] = record.tokens_in
+        unbounded += otlp.int_attribute("gen_ai.usage.input_tokens", record.tokens_in)
     if record.tokens_out is not None:
-        unbounded["gen_ai.usage.output_tokens"] = record.tokens_out
+        unbounded += otlp.int_attribute("gen_ai.usage.output_tokens", record.tokens_out)
     ended = record.ended if record.ended is not None else time.perf_counter()
-    server = otlp.span(
-        trace_id, span_id, trace.parent_id.to_bytes(8, "big") if trace.parent_id else b"",
-        name, otlp.SERVER, trace.start_ns, trace.start_ns + int((ended - record.started) * 1e9),
-        bounded + otlp.encode_attributes(unbounded), error=error, trace_state=trace.trace_state,
-    )  # fmt: skip
-    spans.append(server)
-    return spans
+    parent = trace.parent_id.to_bytes(8, "big") if trace.parent_id else b""
+    spans.append(layout(
+        trace_id, span_id, otlp.context_fields(parent, trace.trace_state), trace.start_ns,
+        trace.start_ns + int((ended - record.started) * 1e9), unbounded,
+    ))  # fmt: skip
+    return b"".join(spans)
 
 
-def _request_shape(
+def _request_layout(
     method: str, route: str, status: int, alias: str | None, integration: str | None,
     backend: str | None, error_type: str | None, error_code: str | None, attempts: int,
     operation: str | None, system: str | None, upstream_model: str | None,
-) -> tuple[str, bytes, str | None]:  # fmt: skip
-    """A request span's name, its attributes with bounded values (encoded: GenAI semantic
-    conventions, and the runner's own under ``runner.``), and its error status."""
+) -> otlp.SpanLayout:  # fmt: skip
+    """A request span's layout: its name, its attributes with bounded values (GenAI
+    semantic conventions, and the runner's own under ``runner.``), its error status."""
     found = {
         "http.request.method": method,
         "http.route": route,
@@ -191,7 +202,8 @@ def _request_shape(
     }
     encoded = otlp.encode_attributes({k: v for k, v in found.items() if v is not None})
     failed = error_type is not None or status >= 500
-    return f"{method} {route}", encoded, (error_code or str(status)) if failed else None
+    error = (error_code or str(status)) if failed else None
+    return otlp.SpanLayout(f"{method} {route}", otlp.SERVER, encoded, error)
 
 
 def attempted(trace: RequestTrace, seconds: float, number: int, failure: Any = None) -> None:
@@ -201,32 +213,34 @@ def attempted(trace: RequestTrace, seconds: float, number: int, failure: Any = N
         return
     failed = failure is not None
     shape = (number, failed, getattr(failure, "type", None), getattr(failure, "code", None))
-    known = _attempt_shapes.get(shape)
-    if known is None:
+    layout = _attempt_layouts.get(shape)
+    if layout is None:
         attributes: dict[str, Any] = {"runner.attempt": number}
         error = None
         if failed:
             attributes["error.type"] = getattr(failure, "type", None) or type(failure).__name__
             error = getattr(failure, "code", None) or "failed"
-        known = otlp.encode_attributes(attributes), error
-        if len(_attempt_shapes) < _SHAPES_KEPT:
-            _attempt_shapes[shape] = known
-    trace.child("upstream attempt", otlp.CLIENT, seconds, *known)
+        encoded = otlp.encode_attributes(attributes)
+        layout = otlp.SpanLayout("upstream attempt", otlp.CLIENT, encoded, error)
+        if len(_attempt_layouts) < _LAYOUTS_KEPT:
+            _attempt_layouts[shape] = layout
+    trace.child(layout, seconds)
 
 
 def admitted(trace: RequestTrace, seconds: float, refusal: Any = None) -> None:
     """The span of the admission checks (key, size), which took ``seconds``; ``refusal``
     is the error that refused the request, if one did."""
     if trace.sampled:
-        error = None if refusal is None else refusal.code
-        attributes = _ADMITTED if error is None else _REFUSED
-        trace.child("admission", otlp.INTERNAL, seconds, attributes, error)
+        if refusal is None:
+            trace.child(_ADMITTED, seconds)
+        else:
+            trace.child(_layout("admission", otlp.INTERNAL, _REFUSED, refusal.code), seconds)
 
 
 def waited(trace: RequestTrace, name: str, seconds: float, **attributes: Any) -> None:
     """A child span for a wait that has just ended (``seconds`` long)."""
     if trace.sampled:
-        trace.child(name, otlp.INTERNAL, seconds, attributes)
+        trace.child(_layout(name, otlp.INTERNAL, otlp.encode_attributes(attributes), None), seconds)
 
 
 @contextmanager
@@ -247,7 +261,8 @@ def child(name: str, client: bool = False, **attributes: Any) -> Iterator[None]:
         raise
     finally:
         kind = otlp.CLIENT if client else otlp.INTERNAL
-        trace.child(name, kind, time.perf_counter() - started, attributes, error)
+        layout = _layout(name, kind, otlp.encode_attributes(attributes), error)
+        trace.child(layout, time.perf_counter() - started)
 
 
 async def traced_attempt(
