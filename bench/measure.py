@@ -156,35 +156,51 @@ def throughput(
 THROUGHPUT_PASSES = 6
 
 
-def alternating_throughput(
+def throughput_passes(
     endpoints: list[Endpoint], seconds: float, prefer_wrk: bool = True
-) -> dict[str, float]:
-    """Median requests per second at 32 connections for each endpoint, over
+) -> dict[str, list[float]]:
+    """Requests per second at 32 connections for each endpoint in each of
     ``THROUGHPUT_PASSES`` alternating passes (A B C, C B A, …) sharing ``2 * seconds``
-    per endpoint: on a machine whose speed wanders, short interleaved passes and their
-    median keep a slow moment from deciding a comparison."""
+    per endpoint: on a machine whose speed wanders, short interleaved passes keep a
+    slow moment from deciding a comparison."""
     rates: dict[str, list[float]] = {}
     each = max(1.0, 2 * seconds / THROUGHPUT_PASSES)
     for turn in range(THROUGHPUT_PASSES):
         for endpoint in endpoints if turn % 2 == 0 else endpoints[::-1]:
             rate, _ = throughput(endpoint, 32, each, prefer_wrk)
             rates.setdefault(endpoint.name, []).append(rate)
+    return rates
+
+
+def alternating_throughput(
+    endpoints: list[Endpoint], seconds: float, prefer_wrk: bool = True
+) -> dict[str, float]:
+    """Each endpoint's median requests per second over :func:`throughput_passes`."""
+    rates = throughput_passes(endpoints, seconds, prefer_wrk)
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def paired_share(target: list[float], base: list[float]) -> float:
+    """``target``'s throughput as a share of ``base``'s: the median of the ratios of
+    passes run side by side (from :func:`throughput_passes`), so that the two runners
+    of a pair met the same moment of the machine."""
+    return statistics.median(t / b for t, b in zip(target, base, strict=True))
 
 
 def added_and_throughput(
     direct: Endpoint, targets: list[Endpoint], rounds: int, seconds: float, tool: bool
 ) -> dict[str, dict[str, float]]:
     """For each target: its added p50 over ``direct`` (interleaved rounds), in ms, and its
-    throughput at 32 connections (alternating passes)."""
+    throughput at 32 connections (the median of alternating passes, and each pass)."""
     samples = interleaved([direct, *targets], rounds, max(10, rounds // 10))
-    rates = alternating_throughput(targets, seconds, tool)
+    passes = throughput_passes(targets, seconds, tool)
     figures = {}
     for target in targets:
         added = [t - d for t, d in zip(samples[target.name], samples[direct.name], strict=True)]
         figures[target.name] = {
             "added_p50_ms": p50(added) * 1000,
-            "requests_per_second": rates[target.name],
+            "requests_per_second": statistics.median(passes[target.name]),
+            "passes": passes[target.name],
         }
     return figures
 

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.measure import paired_share
+
 from .helpers import REPO
 
 
@@ -47,6 +51,7 @@ def test_benchmark_smoke_run(tmp_path: Path):
     assert "Anthropic-format endpoint" in result.stdout
     assert set(results["observability"]) == {"off", "on", "sampled"}
     assert all(f["requests_per_second"] > 0 for f in results["observability"].values())
+    assert all(len(f["passes"]) == 6 for f in results["observability"].values())
     assert "Observability (plain path)" in result.stdout
     store = results["store"]
     assert store["startup"]["stored"] == 100
@@ -54,3 +59,10 @@ def test_benchmark_smoke_run(tmp_path: Path):
     assert store["startup"]["process_to_healthy_seconds"] > store["startup"]["load_seconds"]
     assert set(store["post_ms"]) == {"10", "1000"}
     assert "stored integrations" in result.stdout
+
+
+def test_a_share_compares_each_pass_with_the_pass_beside_it():
+    """The machine slowed down for the last two pairs. Pass by pass the target kept 95%,
+    85%, 90% and 90% of the base: 90%. The ratio of the medians (60.5 / 70) would say 86%."""
+    target, base = [95, 85, 36, 36], [100, 100, 40, 40]
+    assert paired_share(target, base) == pytest.approx(0.9)
