@@ -58,12 +58,11 @@ async def test_batches_are_sent_when_full_and_on_schedule(collector: Collector):
         OTEL_EXPORTER_OTLP_HEADERS="x-tenant=t1",
     )  # fmt: skip
     exporter.start()
-    exporter.add(SCOPE, [_span(1)])  # encoded already, as a handler's spans are
-    # encoded when sent, as a request's
-    exporter.add_later(SCOPE, 1, lambda: otlp.framed(_span(2)))
+    exporter.add(SCOPE, [_span(1)])  # from any thread, as a handler's spans are
+    exporter.add_framed(SCOPE, 1, otlp.framed(_span(2)))  # from the loop, as a request's
     await asyncio.sleep(0.2)
     assert collector.spans == []  # neither full nor due
-    exporter.add_later(SCOPE, 1, lambda: otlp.framed(_span(3)))
+    exporter.add_framed(SCOPE, 1, otlp.framed(_span(3)))
     await until(lambda: len(collector.spans) == 3, 5, "a full batch sent at once")
     assert collector.exports[0]["x-tenant"] == "t1"
     assert collector.exports[0]["content-type"] == "application/x-protobuf"
@@ -100,10 +99,8 @@ async def test_retryable_refusals_are_retried_and_others_dropped_logged_once(
 async def test_a_full_queue_drops_new_spans_and_counts_them(collector: Collector):
     exporter = _exporter(collector, OTEL_BSP_MAX_QUEUE_SIZE="5", OTEL_BSP_SCHEDULE_DELAY="60000")
     exporter.add(SCOPE, [_span(n) for n in range(4)])  # not started: nothing is sent yet
-    exporter.add_later(
-        SCOPE, 2, lambda: otlp.framed(_span(4)) + otlp.framed(_span(5))
-    )  # would make 6: dropped
-    exporter.add_later(SCOPE, 1, lambda: otlp.framed(_span(4)))
+    exporter.add_framed(SCOPE, 2, otlp.framed(_span(4)) + otlp.framed(_span(5)))  # 6: dropped
+    exporter.add_framed(SCOPE, 1, otlp.framed(_span(4)))
     exporter.add(SCOPE, [_span(9)])
     assert exporter.spans["dropped"] == 3
     await exporter.stop()

@@ -121,6 +121,8 @@ def create_app(
     consumers = [metrics.observe] if metrics is not None else []
     if settings.access_log:
         consumers.append(access_log.write)
+    if tracing.exporter is not None:
+        consumers.append(tracing.export)
     recorder = Recorder(consumers)
     app.state.recorder = recorder
     app.add_middleware(

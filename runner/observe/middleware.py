@@ -66,8 +66,6 @@ class Observe:
             record.ended = time.perf_counter()
             record.done()
             current.reset(token)
-            if record.trace is not None:
-                tracing.close_request(record.trace, record)
             if self.finished is not None:
                 self.finished(record)
 

@@ -2,11 +2,11 @@
 
 The OpenTelemetry SDK's batch processor exports from a thread of its own,
 which competes with the event loop for the GIL and, under load, cost the
-runner more than half its throughput (the issue 14 benchmark). Here a request
-only appends its spans to a queue, to be encoded with their batch; one task on
-the event loop sends a batch when ``OTEL_BSP_SCHEDULE_DELAY`` milliseconds are
-up, or as soon as ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans wait, with aiohttp
-(a fifth of httpx's CPU per export, measured).
+runner more than half its throughput (the issue 14 benchmark). Here spans
+wait in a queue, encoded; one task on the event loop sends a batch when
+``OTEL_BSP_SCHEDULE_DELAY`` milliseconds are up, or as soon as
+``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans wait, with aiohttp (a fifth of
+httpx's CPU per export, measured).
 
 Settings are OpenTelemetry's own variables, read as the SDK's OTLP/HTTP
 exporter reads them (endpoints, headers, timeout in seconds, gzip, TLS files).
@@ -23,7 +23,7 @@ import logging
 import os
 import ssl
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,22 +105,16 @@ class ExportSettings:
         )
 
 
-Encode = Callable[[], bytes]
-"""Writes queued spans when their batch is sent, :func:`~runner.observe.otlp.framed`."""
-
-
 class SpanExporter:
     """The queue of finished spans and the task that sends them.
 
-    A request's own spans are queued unencoded (:meth:`add_later`) and written when
-    their batch is sent: a few hundred requests encoded in one loop cost less than
-    as many encodings scattered between requests.
+    Spans wait encoded, as bytes: many of them cost the garbage collector nothing.
     """
 
     def __init__(self, settings: ExportSettings, resource: Mapping[str, Any]) -> None:
         self.settings = settings
         self._resource = otlp.resource(resource)
-        self._queue: deque[tuple[Scope, bytes | Encode, int]] = deque()
+        self._queue: deque[tuple[Scope, bytes, int]] = deque()
         self._queued = 0
         """Spans in the queue (approximate while handler threads add theirs)."""
         self._wake: asyncio.Event | None = None
@@ -136,14 +130,14 @@ class SpanExporter:
         for encoded in spans:
             self._put(scope, otlp.framed(encoded), 1)
 
-    def add_later(self, scope: Scope, count: int, encode: Encode) -> None:
-        """Queue ``count`` spans that ``encode()`` writes when their batch is sent. From
-        the event loop only."""
-        self._put(scope, encode, count)
+    def add_framed(self, scope: Scope, count: int, framed: bytes) -> None:
+        """Queue ``count`` spans, :func:`~runner.observe.otlp.framed` and joined; from the
+        event loop only, which it wakes when a batch is full."""
+        self._put(scope, framed, count)
         if self._queued >= self.settings.max_batch and self._wake is not None:
             self._wake.set()
 
-    def _put(self, scope: Scope, item: bytes | Encode, count: int) -> None:
+    def _put(self, scope: Scope, item: bytes, count: int) -> None:
         if self._queued + count > self.settings.max_queue:
             self.spans["dropped"] += count
         else:
@@ -206,7 +200,7 @@ class SpanExporter:
             scope, item, spans = self._queue.popleft()
             self._queued -= spans
             count += spans
-            batch.setdefault(scope, []).append(item if isinstance(item, bytes) else item())
+            batch.setdefault(scope, []).append(item)
         body = otlp.export_request(self._resource, batch)
         headers = self.settings.headers
         if self.settings.gzip:

@@ -7,13 +7,13 @@
 The runner records its own spans (the request's, admission, each upstream
 attempt, the wait for limits, an OAuth2 token fetch) without the OpenTelemetry
 SDK: a request's trace is a :class:`RequestTrace` on its record, noting its
-spans as tuples; when the request ends they are queued in
-:mod:`runner.observe.trace_export`, and written to OTLP bytes
-(:mod:`runner.observe.otlp`) with the rest of their batch when it is sent,
-many at a time, which costs a fraction of writing each between requests. The
-SDK would cost about 95 µs of CPU per call and a thread fighting the event
-loop for the GIL. The SDK is still
-set up as the process's tracer provider, for custom handlers: a handler's
+child spans as they end. Finished records reach :func:`export` in the batches
+of the app's :class:`~runner.observe.recorder.Recorder`, which writes their
+spans as OTLP bytes (:mod:`runner.observe.otlp`) many at a time, a fraction of
+the cost of writing each between requests, and queues the bytes in
+:mod:`runner.observe.trace_export`. The SDK would cost about 95 µs of CPU per
+call and a thread fighting the event loop for the GIL. The SDK is still set up
+as the process's tracer provider, for custom handlers: a handler's
 attempt is an SDK span, current while it runs, so the spans a handler opens
 with OpenTelemetry's API nest under it and go out in the same batches.
 
@@ -29,7 +29,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 from runner.observe import handler_spans, otlp
@@ -126,10 +125,13 @@ def open_request(headers: Sequence[tuple[bytes, bytes]]) -> RequestTrace | None:
     return RequestTrace(parent)
 
 
-def close_request(trace: RequestTrace, record: Any) -> None:
-    """Queue the request's span and its children, to be encoded when their batch is sent."""
-    if trace.sampled and exporter is not None:
-        exporter.add_later(SCOPE, 1 + len(trace.children), partial(_encoded, trace, record))
+def export(record: Any) -> None:
+    """Queue a finished request's spans, if it was traced: a consumer of the app's
+    :class:`~runner.observe.recorder.Recorder`, so that requests are encoded many at a
+    time, which costs a fraction of encoding each as it ends."""
+    trace = record.trace
+    if trace is not None and trace.sampled and exporter is not None:
+        exporter.add_framed(SCOPE, 1 + len(trace.children), _encoded(trace, record))
 
 
 def _layout(name: str, kind: int, attributes: bytes, error: str | None) -> otlp.SpanLayout:
