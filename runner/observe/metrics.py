@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from runner.observe.counting import Buckets, Count, Counters, Families, Histograms
 from runner.observe.records import CallRecord, bounded_route, in_flight
 
 # From a fraction of a millisecond (the runner's own overhead) to minutes (generations).
@@ -32,15 +33,14 @@ _SERIES_KEPT = 10_000
 
 
 class _Series(NamedTuple):
-    """The labelled series one kind of request counts in, looked up once per kind: the
-    client library's ``labels()`` costs more than the counting itself."""
+    """The labelled series one kind of request counts in, looked up once per kind."""
 
-    requests: Any
-    duration: Any
-    first_byte: Any
-    attempts: Any
-    tokens_in: Any
-    tokens_out: Any
+    requests: Count
+    duration: Buckets
+    first_byte: Buckets
+    attempts: Buckets
+    tokens_in: Count
+    tokens_out: Count
 
 
 class Metrics:
@@ -50,42 +50,41 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         call = ["route", "alias", "integration"]
-        self.requests = Counter(
+        self.requests = Counters(
             "runner_requests", "Requests answered, by route, alias, integration, status and "
-            "error category (empty when it succeeded).",
-            [*call, "status", "category"], registry=r,
+            "error category (empty when it succeeded).", [*call, "status", "category"],
         )  # fmt: skip
-        self.duration = Histogram(
+        self.duration = Histograms(
             "runner_request_duration_seconds", "From the request's arrival to its last byte.",
-            call, buckets=_BUCKETS, registry=r,
+            call, _BUCKETS,
         )  # fmt: skip
-        self.first_byte = Histogram(
+        self.first_byte = Histograms(
             "runner_time_to_first_byte_seconds",
-            "From the request's arrival to the first byte of its answer's body.",
-            call, buckets=_BUCKETS, registry=r,
+            "From the request's arrival to the first byte of its answer's body.", call, _BUCKETS,
         )  # fmt: skip
-        self.attempts = Histogram(
+        self.attempts = Histograms(
             "runner_upstream_attempt_duration_seconds",
             "Each attempt at the upstream (or handler), retries included, until its answer "
-            "(or a stream's first chunk).",
-            ["integration", "backend"], buckets=_BUCKETS, registry=r,
+            "(or a stream's first chunk).", ["integration", "backend"], _BUCKETS,
         )  # fmt: skip
-        self.retries = Counter(
-            "runner_retries", "Upstream attempts after a call's first.",
-            ["alias", "integration"], registry=r,
-        )  # fmt: skip
-        self.refusals = Counter(
+        self.retries = Counters(
+            "runner_retries", "Upstream attempts after a call's first.", ["alias", "integration"]
+        )
+        self.refusals = Counters(
             "runner_limiter_refusals", "Calls refused by a rate or concurrency limit.",
-            ["alias", "integration", "limit"], registry=r,
+            ["alias", "integration", "limit"],
         )  # fmt: skip
-        self.slot_wait = Histogram(
+        self.slot_wait = Histograms(
             "runner_limiter_wait_seconds", "Time calls waited for a concurrency slot.",
-            ["integration"], buckets=_BUCKETS, registry=r,
+            ["integration"], _BUCKETS,
         )  # fmt: skip
-        self.tokens = Counter(
+        self.tokens = Counters(
             "runner_tokens", "Tokens the upstream reported using, in (prompt) and out.",
-            ["alias", "integration", "direction"], registry=r,
+            ["alias", "integration", "direction"],
         )  # fmt: skip
+        counted = [self.requests, self.duration, self.first_byte, self.attempts, self.retries,
+                   self.refusals, self.slot_wait, self.tokens]  # fmt: skip
+        r.register(Families(counted))
         r.register(_StateCollector(state))
         self._series: dict[tuple[Any, ...], _Series] = {}
 
