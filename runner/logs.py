@@ -87,11 +87,11 @@ class JsonLines(logging.Formatter):
         """``fields`` as the members of a JSON object, without its braces."""
         return self._encode(fields)[1:-1]
 
-    def access_line(self, created: float, members: str, more: dict[str, Any]) -> str:
+    def access_line(self, created: float, *members: str) -> str:
         """What :meth:`format` makes of an access line's record, without the record, from
-        some fields already encoded (:meth:`members`) and ``more``."""
+        its fields encoded as JSON members (:meth:`members`)."""
         head = f'{{"time": "{self._time(created)}", "level": "info", "logger": "{ACCESS_LOGGER}", '
-        return f"{head}{members}, {self._encode(more)[1:]}" if more else f"{head}{members}}}"
+        return f"{head}{', '.join(members)}}}"
 
     def _time(self, created: float) -> str:
         whole = int(created)

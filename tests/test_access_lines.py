@@ -37,8 +37,8 @@ def _configure(format: str) -> io.StringIO:
     return stream
 
 
-def _record() -> CallRecord:
-    record = CallRecord("req-1", "POST", "/v1/chat/completions")
+def _record(request_id: str = "req-1") -> CallRecord:
+    record = CallRecord(request_id, "POST", "/v1/chat/completions")
     record.route, record.alias, record.integration = "/v1/chat/completions", "Model A", "plain"
     record.backend, record.status, record.tokens_in, record.tokens_out = "plain_http", 200, 3, 4
     record.attempts.append(0.01)
@@ -46,15 +46,22 @@ def _record() -> CallRecord:
     return record
 
 
-def test_a_json_line_is_the_same_written_directly_or_through_a_record(configured: None):
+@pytest.mark.parametrize("request_id", ["req-1", 'a"quote\\and-a-backslash'])
+def test_a_json_line_is_the_same_written_directly_or_through_a_record(
+    configured: None, request_id: str
+):
     stream = _configure("json")
-    access_log.write(_record())  # the fast path: the runner's handler is all there is
+    first = _record(request_id)
+    first.key_id = "0123456789ab"
+    access_log.write(first)  # the fast path: the runner's handler is all there is
     extra = io.StringIO()
     handler = logging.StreamHandler(extra)
     handler.setFormatter(logging.getLogger("runner").handlers[0].formatter)
     access_log.log.addHandler(handler)  # another handler: a log record must be made
     try:
-        access_log.write(_record())
+        second = _record(request_id)
+        second.key_id = "0123456789ab"
+        access_log.write(second)
     finally:
         access_log.log.removeHandler(handler)
     direct, *others = [json.loads(line) for line in stream.getvalue().splitlines()]
@@ -67,6 +74,7 @@ def test_a_json_line_is_the_same_written_directly_or_through_a_record(configured
     assert direct["message"] == "POST /v1/chat/completions 200"
     assert (direct["alias"], direct["tokens_out"], direct["attempts"]) == ("Model A", 4, 1)
     assert direct["latency_ms"] == 20.0
+    assert (direct["request_id"], direct["key_id"]) == (request_id, "0123456789ab")
 
 
 def test_a_text_line_is_readable(configured: None):

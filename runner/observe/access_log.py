@@ -7,6 +7,7 @@ key: the caller's API key appears only as its id, the start of its SHA-256.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -95,7 +96,28 @@ def _json_line(record: CallRecord, formatter: JsonLines) -> str:
         members = formatter.members({"message": access_message(call), **call})
         if shape is not None and len(_call_members) < _KEPT:
             _call_members[shape] = members
-    return formatter.access_line(time.time(), members, _request_fields(record))
+    return formatter.access_line(time.time(), members, _request_members(record))
+
+
+def _request_members(record: CallRecord) -> str:
+    """:func:`_request_fields` as JSON members, written directly: their values are numbers,
+    hex digits and a request id of printable ASCII (``runner.observe.middleware``), and a
+    JSON encoder took half of a line's cost."""
+    ended = record.ended if record.ended is not None else record.started
+    request_id = record.request_id
+    if '"' in request_id or "\\" in request_id:
+        request_id = json.dumps(request_id)[1:-1]
+    text = (f'"request_id": "{request_id}", '
+            f'"latency_ms": {round((ended - record.started) * 1000, 2)!r}')  # fmt: skip
+    if record.first_byte is not None:
+        text += f', "ttfb_ms": {round((record.first_byte - record.started) * 1000, 2)!r}'
+    if record.tokens_in is not None:
+        text += f', "tokens_in": {record.tokens_in:d}'
+    if record.tokens_out is not None:
+        text += f', "tokens_out": {record.tokens_out:d}'
+    if record.key_id is not None:
+        text += f', "key_id": "{record.key_id}"'
+    return text
 
 
 _call_members: dict[tuple[Any, ...], str] = {}

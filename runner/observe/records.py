@@ -74,9 +74,9 @@ def note_usage(usage: Any) -> None:
         return
     get = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
     prompt, completion = get("prompt_tokens"), get("completion_tokens")
-    if isinstance(prompt, int):
+    if type(prompt) is int:  # a bool is not a count
         record.tokens_in = prompt
-    if isinstance(completion, int):
+    if type(completion) is int:
         record.tokens_out = completion
 
 
