@@ -90,6 +90,8 @@ def test_a_retried_stream_is_one_trace_continuing_the_callers(
     assert server.attributes["runner.integration"] == "plain"
     assert server.attributes["http.response.status_code"] == 200
     assert server.attributes["runner.attempts"] == 2
+    assert server.attributes["url.path"] == "/v1/chat/completions"
+    assert server.attributes["runner.request_id"] == response.headers["x-request-id"]
     # The upstream got the trace too, with the runner's span as the parent.
     sent = upstream.last.headers["traceparent"]
     assert sent == f"00-{CALLER_TRACE}-{server.span_id}-01"
@@ -140,6 +142,7 @@ def test_a_handler_call_and_the_handlers_own_span(
 def test_a_refused_request_is_a_trace_whose_admission_failed(
     collector: Collector, tmp_path: Path, upstream: Upstream
 ):
+    other_trace = CALLER_TRACE[::-1]
     with _traced_runner(collector, tmp_path, upstream, RUNNER_API_KEYS="sk-caller") as (_, url):
         response = httpx.post(
             f"{url}/v1/chat/completions",
@@ -147,7 +150,12 @@ def test_a_refused_request_is_a_trace_whose_admission_failed(
             json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
         )
         assert response.status_code == 401
+        unrouted = httpx.post(
+            f"{url}/v1/no/such/route", headers={"traceparent": f"00-{other_trace}-{CALLER_SPAN}-01"}
+        )
+        assert unrouted.status_code == 401
         spans = _tree(collector, CALLER_TRACE, 2)
+        [other] = [s for s in _tree(collector, other_trace, 2) if s.kind == "server"]
     [server] = [s for s in spans if s.kind == "server"]
     [admission] = [s for s in spans if s.name == "admission"]
     assert admission.parent_id == server.span_id and admission.error
@@ -155,6 +163,8 @@ def test_a_refused_request_is_a_trace_whose_admission_failed(
     assert server.error and server.attributes["runner.error.code"] == "invalid_api_key"
     assert server.name == "POST /v1/chat/completions"
     assert not [s for s in spans if s.name == "upstream attempt"]
+    assert other.name == "POST other"  # bounded: never the caller's path
+    assert other.attributes["url.path"] == "/v1/no/such/route"  # which is only an attribute
 
 
 def test_an_unreachable_collector_costs_callers_nothing(tmp_path: Path, upstream: Upstream):

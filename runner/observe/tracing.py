@@ -153,43 +153,48 @@ def _encoded(trace: RequestTrace, record: Any) -> bytes:
         layout(trace_id, random.getrandbits(64).to_bytes(8, "big"), as_parent, start, end)
         for layout, start, end in trace.children
     ]
+    route = record.route or bounded_route(record.path)
     shape = (
-        record.method, record.route or bounded_route(record.path), record.status,
-        record.alias, record.integration, record.backend, record.error_type,
-        record.error_code, len(record.attempts), record.operation, record.system,
-        record.upstream_model,
+        record.method, route, record.path == route, record.status, record.alias,
+        record.integration, record.backend, record.error_type, record.error_code,
+        len(record.attempts), record.operation, record.system, record.upstream_model,
     )  # fmt: skip
     layout = _request_layouts.get(shape)
     if layout is None:
         layout = _request_layout(*shape)
         if len(_request_layouts) < _LAYOUTS_KEPT:
             _request_layouts[shape] = layout
-    unbounded = otlp.text_attribute("url.path", record.path) + otlp.text_attribute(
-        "runner.request_id", record.request_id
-    )
+    unbounded = otlp.text_attribute("runner.request_id", record.request_id)
+    if record.path != route:  # else it is among the layout's attributes
+        unbounded += otlp.text_attribute("url.path", record.path)
     if record.tokens_in is not None:
         unbounded += otlp.int_attribute("gen_ai.usage.input_tokens", record.tokens_in)
     if record.tokens_out is not None:
         unbounded += otlp.int_attribute("gen_ai.usage.output_tokens", record.tokens_out)
     ended = record.ended if record.ended is not None else time.perf_counter()
-    parent = trace.parent_id.to_bytes(8, "big") if trace.parent_id else b""
+    context = b""
+    if trace.parent_id or trace.trace_state:
+        parent = trace.parent_id.to_bytes(8, "big") if trace.parent_id else b""
+        context = otlp.context_fields(parent, trace.trace_state)
     spans.append(layout(
-        trace_id, span_id, otlp.context_fields(parent, trace.trace_state), trace.start_ns,
+        trace_id, span_id, context, trace.start_ns,
         trace.start_ns + int((ended - record.started) * 1e9), unbounded,
     ))  # fmt: skip
     return b"".join(spans)
 
 
 def _request_layout(
-    method: str, route: str, status: int, alias: str | None, integration: str | None,
-    backend: str | None, error_type: str | None, error_code: str | None, attempts: int,
-    operation: str | None, system: str | None, upstream_model: str | None,
+    method: str, route: str, path_is_route: bool, status: int, alias: str | None,
+    integration: str | None, backend: str | None, error_type: str | None,
+    error_code: str | None, attempts: int, operation: str | None, system: str | None,
+    upstream_model: str | None,
 ) -> otlp.SpanLayout:  # fmt: skip
     """A request span's layout: its name, its attributes with bounded values (GenAI
     semantic conventions, and the runner's own under ``runner.``), its error status."""
     found = {
         "http.request.method": method,
         "http.route": route,
+        "url.path": route if path_is_route else None,
         "http.response.status_code": status,
         "runner.alias": alias,
         "runner.integration": integration,
