@@ -157,15 +157,16 @@ THROUGHPUT_PASSES = 6
 
 
 def throughput_passes(
-    endpoints: list[Endpoint], seconds: float, prefer_wrk: bool = True
-) -> dict[str, list[float]]:
-    """Requests per second at 32 connections for each endpoint in each of
-    ``THROUGHPUT_PASSES`` alternating passes (A B C, C B A, …) sharing ``2 * seconds``
-    per endpoint: on a machine whose speed wanders, short interleaved passes keep a
-    slow moment from deciding a comparison."""
+    endpoints: list[Endpoint], seconds: float, prefer_wrk: bool = True,
+    passes: int = THROUGHPUT_PASSES,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Requests per second at 32 connections for each endpoint in each of ``passes``
+    alternating passes (A B C, C B A, …) of ``2 * seconds / THROUGHPUT_PASSES`` each:
+    on a machine whose speed wanders, short interleaved passes keep a slow moment from
+    deciding a comparison, and more of them make their median steadier."""
     rates: dict[str, list[float]] = {}
     each = max(1.0, 2 * seconds / THROUGHPUT_PASSES)
-    for turn in range(THROUGHPUT_PASSES):
+    for turn in range(passes):
         for endpoint in endpoints if turn % 2 == 0 else endpoints[::-1]:
             rate, _ = throughput(endpoint, 32, each, prefer_wrk)
             rates.setdefault(endpoint.name, []).append(rate)
@@ -188,19 +189,21 @@ def paired_share(target: list[float], base: list[float]) -> float:
 
 
 def added_and_throughput(
-    direct: Endpoint, targets: list[Endpoint], rounds: int, seconds: float, tool: bool
-) -> dict[str, dict[str, float]]:
+    direct: Endpoint, targets: list[Endpoint], rounds: int, seconds: float, tool: bool,
+    passes: int = THROUGHPUT_PASSES,
+) -> dict[str, dict[str, float]]:  # fmt: skip
     """For each target: its added p50 over ``direct`` (interleaved rounds), in ms, and its
-    throughput at 32 connections (the median of alternating passes, and each pass)."""
+    throughput at 32 connections (the median of ``passes`` alternating passes, and each
+    pass)."""
     samples = interleaved([direct, *targets], rounds, max(10, rounds // 10))
-    passes = throughput_passes(targets, seconds, tool)
+    by_pass = throughput_passes(targets, seconds, tool, passes)
     figures = {}
     for target in targets:
         added = [t - d for t, d in zip(samples[target.name], samples[direct.name], strict=True)]
         figures[target.name] = {
             "added_p50_ms": p50(added) * 1000,
-            "requests_per_second": statistics.median(passes[target.name]),
-            "passes": passes[target.name],
+            "requests_per_second": statistics.median(by_pass[target.name]),
+            "passes": by_pass[target.name],
         }
     return figures
 

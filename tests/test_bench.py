@@ -51,7 +51,7 @@ def test_benchmark_smoke_run(tmp_path: Path):
     assert "Anthropic-format endpoint" in result.stdout
     assert set(results["observability"]) == {"off", "on", "sampled"}
     assert all(f["requests_per_second"] > 0 for f in results["observability"].values())
-    assert all(len(f["passes"]) == 6 for f in results["observability"].values())
+    assert all(len(f["passes"]) == 12 for f in results["observability"].values())
     assert "Observability (plain path)" in result.stdout
     store = results["store"]
     assert store["startup"]["stored"] == 100
