@@ -71,13 +71,14 @@ def _any_value(value: Any) -> bytes:
     return _len(b"\x0a", str(value).encode("utf-8", "replace"))
 
 
-def _key(key: str) -> bytes:
-    """``KeyValue.key`` as a field; attribute names repeat, so the field is kept."""
-    field = _keys.get(key)
+def _kept_field(kept: dict[str, bytes], tag: bytes, text: str) -> bytes:
+    """The string field ``tag`` holding ``text`` (an attribute or span name: they repeat,
+    so the field is kept in ``kept``)."""
+    field = kept.get(text)
     if field is None:
-        field = _len(b"\x0a", key.encode("utf-8", "replace"))
-        if len(_keys) < _KEPT:
-            _keys[key] = field
+        field = _len(tag, text.encode("utf-8", "replace"))
+        if len(kept) < _KEPT:
+            kept[text] = field
     return field
 
 
@@ -88,7 +89,7 @@ def text_attribute(key: str, value: str) -> bytes:
     head = _text_heads.get((key, len(text)))
     if head is None:
         any_value = b"\x0a" + _varint(len(text))  # then the text
-        pair = _key(key) + b"\x12" + _varint(len(any_value) + len(text))
+        pair = _kept_field(_keys, b"\x0a", key) + b"\x12" + _varint(len(any_value) + len(text))
         head = b"\x4a" + _varint(len(pair) + len(any_value) + len(text)) + pair + any_value
         if len(_text_heads) < _KEPT:
             _text_heads[(key, len(text))] = head
@@ -101,7 +102,7 @@ def int_attribute(key: str, value: int) -> bytes:
     field = _int_fields.get((key, value))
     if field is None:
         any_value = b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
-        pair = _key(key) + b"\x12" + _ONE_BYTE[len(any_value)] + any_value
+        pair = _kept_field(_keys, b"\x0a", key) + b"\x12" + _ONE_BYTE[len(any_value)] + any_value
         field = b"\x4a" + _varint(len(pair)) + pair
         if len(_int_fields) < _KEPT:
             _int_fields[(key, value)] = field
@@ -122,7 +123,7 @@ def encode_attributes(values: Mapping[str, Any], tag: bytes = b"\x4a") -> bytes:
             any_value = b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
         else:
             any_value = _any_value(value)
-        pair = _key(key) + b"\x12" + _varint(len(any_value)) + any_value
+        pair = _kept_field(_keys, b"\x0a", key) + b"\x12" + _varint(len(any_value)) + any_value
         parts.append(tag + _varint(len(pair)) + pair)
     return b"".join(parts)
 
@@ -151,7 +152,7 @@ def span(
     if parent_id:
         parts += (b"\x22\x08", parent_id)
     parts += (
-        _name_field(name),
+        _kept_field(_names, b"\x2a", name),
         _KIND_AND_TIMES.pack(0x30, kind, 0x39, start_ns, 0x41, end_ns),
         attributes if isinstance(attributes, bytes) else encode_attributes(attributes),
     )
@@ -164,15 +165,6 @@ def span(
     if error is not None:
         parts.append(_error_status(error))
     return b"".join(parts)
-
-
-def _name_field(name: str) -> bytes:
-    field = _names.get(name)
-    if field is None:
-        field = _len(b"\x2a", name.encode("utf-8", "replace"))
-        if len(_names) < _KEPT:
-            _names[name] = field
-    return field
 
 
 def _error_status(message: str) -> bytes:
@@ -205,7 +197,7 @@ class SpanLayout:
     __slots__ = ("_attributes", "_fixed", "_middle", "_status")
 
     def __init__(self, name: str, kind: int, attributes: bytes, error: str | None = None) -> None:
-        self._middle = _name_field(name) + bytes((0x30, kind, 0x39))
+        self._middle = _kept_field(_names, b"\x2a", name) + bytes((0x30, kind, 0x39))
         self._attributes = attributes
         self._status = b"" if error is None else _error_status(error)
         # trace and span ids with their tags, then the times (fixed64) with theirs
