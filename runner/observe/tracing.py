@@ -103,7 +103,7 @@ class RequestTrace:
         self.trace_state = parent.trace_state if parent is not None else ""
         self.sampled = _sampler is not None and _sampler.sampled(self.trace_id, parent)
         self.start_ns = time.time_ns()
-        self.children: list[tuple[Any, ...]] = []
+        self.children: list[tuple[otlp.SpanLayout, int, int]] = []
 
     def child(self, layout: otlp.SpanLayout, seconds: float) -> None:
         """Note a child span that ended just now, ``seconds`` long."""
