@@ -113,44 +113,53 @@ def throughput(
     endpoint: Endpoint, connections: int, seconds: float, prefer_wrk: bool = True
 ) -> tuple[float, str]:
     """Requests per second at ``connections`` concurrent connections, and the tool used."""
+    load = start_load(endpoint, connections, seconds, prefer_wrk)
+    return finish_load(endpoint, load), load.tool
+
+
+@dataclass
+class Load:
+    """A load generator running against one endpoint (:func:`start_load`)."""
+
+    process: subprocess.Popen
+    tool: str
+    script: Path | None = None
+
+
+def start_load(
+    endpoint: Endpoint, connections: int, seconds: float, prefer_wrk: bool = True
+) -> Load:
+    """Start loading ``endpoint`` for ``seconds``: wrk when installed and preferred, else
+    the asyncio client in :mod:`bench.load`."""
     wrk = shutil.which("wrk") if prefer_wrk else None
     if wrk:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(_WRK_SCRIPT % endpoint.payload.decode())
-        output = subprocess.run(
-            [
-                wrk,
-                "-t1",
-                f"-c{connections}",
-                f"-d{max(1, round(seconds))}s",
-                "-s",
-                script.name,
-                endpoint.url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        Path(script.name).unlink()
-        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-        if errors:
-            raise RuntimeError(f"{endpoint.name}: {errors.group(1)} failed requests under load")
-        return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "wrk"
-    output = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.load",
-            endpoint.url,
-            endpoint.payload.decode(),
-            str(connections),
-            str(seconds),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return float(json.loads(output)["requests_per_second"]), "bench.load (asyncio)"
+        command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s",
+                   script.name, endpoint.url]  # fmt: skip
+        return Load(_started(command), "wrk", Path(script.name))
+    command = [sys.executable, "-m", "bench.load", endpoint.url, endpoint.payload.decode(),
+               str(connections), str(seconds)]  # fmt: skip
+    return Load(_started(command), "bench.load (asyncio)")
+
+
+def _started(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_load(endpoint: Endpoint, load: Load) -> float:
+    """The requests per second ``load`` measured, once it has ended."""
+    output, errors = load.process.communicate()
+    if load.script is not None:
+        load.script.unlink()
+    if load.process.returncode != 0:
+        raise RuntimeError(f"{endpoint.name}: {load.tool} failed: {errors.strip()[-500:]}")
+    if load.tool != "wrk":
+        return float(json.loads(output)["requests_per_second"])
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if failed:
+        raise RuntimeError(f"{endpoint.name}: {failed.group(1)} failed requests under load")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
 
 
 THROUGHPUT_PASSES = 6
@@ -183,20 +192,19 @@ def alternating_throughput(
 
 def paired_share(target: list[float], base: list[float]) -> float:
     """``target``'s throughput as a share of ``base``'s: the median of the ratios of
-    passes run side by side (from :func:`throughput_passes`), so that the two runners
-    of a pair met the same moment of the machine."""
+    passes run beside each other (:func:`throughput_passes`) or at once
+    (:mod:`bench.side_by_side`), so that the two runners of a pair met the same moment
+    of the machine."""
     return statistics.median(t / b for t, b in zip(target, base, strict=True))
 
 
 def added_and_throughput(
-    direct: Endpoint, targets: list[Endpoint], rounds: int, seconds: float, tool: bool,
-    passes: int = THROUGHPUT_PASSES,
-) -> dict[str, dict[str, float]]:  # fmt: skip
+    direct: Endpoint, targets: list[Endpoint], rounds: int, seconds: float, tool: bool
+) -> dict[str, dict[str, float]]:
     """For each target: its added p50 over ``direct`` (interleaved rounds), in ms, and its
-    throughput at 32 connections (the median of ``passes`` alternating passes, and each
-    pass)."""
+    throughput at 32 connections (the median of the alternating passes, and each pass)."""
     samples = interleaved([direct, *targets], rounds, max(10, rounds // 10))
-    by_pass = throughput_passes(targets, seconds, tool, passes)
+    by_pass = throughput_passes(targets, seconds, tool)
     figures = {}
     for target in targets:
         added = [t - d for t, d in zip(samples[target.name], samples[direct.name], strict=True)]

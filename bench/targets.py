@@ -48,7 +48,7 @@ class Target:
 
     def peak_rss_mb(self) -> float:
         """Peak resident memory (VmHWM) of the process and its children, in MB."""
-        return sum(_peak_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024
+        return sum(_peak_rss_kb(pid) for pid in process_tree(self.process.pid)) / 1024
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
@@ -215,7 +215,8 @@ def start_litellm_proxy(
     return _start("LiteLLM proxy", [*command, *options], env, workdir, "/health/liveliness")
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
