@@ -4,9 +4,9 @@ on, against the same runner with all three off, measured in the same run.
 Both runners serve the small configuration; the "on" one logs every request at
 info as JSON into a file (as a log shipper would read it), counts it for
 ``/metrics``, and exports its spans over OTLP/HTTP to the loopback upstream.
-The share of all off's throughput is measured with the runners loaded at once on
-one CPU (:mod:`bench.side_by_side`): the median over its passes of each pass's
-ratio (:func:`bench.measure.paired_share`). Where processes cannot be pinned, it
+The share of all off's throughput is measured with each runner and "off" loaded
+at once on one CPU (:mod:`bench.side_by_side`): the median over its passes of
+each pass's ratio (:func:`bench.measure.paired_share`). Where processes cannot be pinned, it
 falls back to the alternating passes each runner is also measured alone in.
 """
 
@@ -51,21 +51,25 @@ def start(workdir: Path, upstream: str) -> list[Target]:
 
 def compare(upstream: str, runners: list[Target], rounds: int, seconds: float, tool: bool) -> dict:
     """Added p50 over the direct call (interleaved), each runner's throughput at 32
-    connections alone, and the shares of all off's throughput, side by side."""
+    connections alone, and its share of all off's throughput, measured with the two
+    side by side (a third runner on the same CPU would make it a poorer machine
+    than either meets alone)."""
     direct = Endpoint("direct", f"{upstream}/v1/chat/completions", measure.body(MODEL))
     ends = [
         Endpoint(name, f"{runner.url}/v1/chat/completions", measure.body(MODEL))
         for name, runner in zip(NAMES, runners, strict=True)
     ]
     figures = measure.added_and_throughput(direct, ends, rounds, seconds, tool)
-    if side_by_side.available():
-        passes = side_by_side.rates(list(zip(ends, runners, strict=True)), seconds, tool)
-        method = "side by side on one CPU"
-    else:
-        passes = {name: figures[name]["passes"] for name in NAMES}
-        method = "alternating passes"
-    shares = {name: measure.paired_share(passes[name], passes["off"]) for name in NAMES[1:]}
-    return {**figures, "share": {**shares, "method": method, "passes": passes}}
+    share: dict = {"method": "alternating passes", "passes": {}}
+    for name, end, runner in zip(NAMES[1:], ends[1:], runners[1:], strict=True):
+        passes = {"off": figures["off"]["passes"], name: figures[name]["passes"]}
+        if side_by_side.available():
+            pair = [(ends[0], runners[0]), (end, runner)]
+            passes = side_by_side.rates(pair, seconds, tool)
+            share["method"] = "side by side on one CPU"
+        share[name] = measure.paired_share(passes[name], passes["off"])
+        share["passes"][name] = passes
+    return {**figures, "share": share}
 
 
 def report_lines(figures: dict) -> list[str]:

@@ -54,8 +54,11 @@ def test_benchmark_smoke_run(tmp_path: Path):
     assert all(observed[name]["requests_per_second"] > 0 for name in ("off", "on", "sampled"))
     share = observed.pop("share")
     assert share["method"] == "side by side on one CPU"  # Linux: the runners can be pinned
-    assert all(len(passes) == 8 and min(passes) > 0 for passes in share["passes"].values())
-    assert share["on"] == paired_share(share["passes"]["on"], share["passes"]["off"])
+    for name in ("on", "sampled"):  # each measured beside "off"
+        passes = share["passes"][name]
+        assert set(passes) == {"off", name}
+        assert all(len(rates) == 8 and min(rates) > 0 for rates in passes.values())
+        assert share[name] == paired_share(passes[name], passes["off"])
     assert "Observability (plain path)" in result.stdout
     store = results["store"]
     assert store["startup"]["stored"] == 100
