@@ -45,7 +45,7 @@ _sdk: handler_spans.HandlerSpans | None = None
 # Spans by kind (a route, alias and status; an attempt's number and error), laid out
 # once with their bounded attributes: writing one is then a lookup and a join.
 _request_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
-_attempt_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
+_attempt_layouts: dict[Any, otlp.SpanLayout] = {}
 _child_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
 _LAYOUTS_KEPT = 4096
 _ADMITTED = otlp.SpanLayout(
@@ -219,7 +219,9 @@ def attempted(trace: RequestTrace, seconds: float, number: int, failure: Any = N
     if not trace.sampled:
         return
     failed = failure is not None
-    shape = (number, failed, getattr(failure, "type", None), getattr(failure, "code", None))
+    shape: Any = number  # the common case, its key quickest to make
+    if failed:
+        shape = (number, getattr(failure, "type", None), getattr(failure, "code", None))
     layout = _attempt_layouts.get(shape)
     if layout is None:
         attributes: dict[str, Any] = {"runner.attempt": number}
