@@ -137,7 +137,7 @@ def test_invalid_traceparents_start_a_new_trace(header: str):
 def test_a_valid_traceparent_and_its_tracestate_are_continued():
     parent = parent_from(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", b"a=1,b=2")
     assert parent is not None and not parent.sampled and parent.trace_state == "a=1,b=2"
-    assert traceparent(parent.trace_id, parent.span_id, True) == (
+    assert traceparent(parent.trace_id + parent.span_id, True) == (
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")  # fmt: skip
     future = parent_from(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more")
     assert future is not None and future.sampled  # a later version's extra fields are allowed
@@ -150,7 +150,7 @@ def test_the_ratio_sampler_picks_the_trace_ids_the_sdks_picks():
                                  "OTEL_TRACES_SAMPLER_ARG": "0.3"})  # fmt: skip
     sdk = TraceIdRatioBased(0.3)
     ids = [random.getrandbits(128) for _ in range(2000)]
-    decisions = [ours.sampled(i, None) for i in ids]
+    decisions = [ours.sampled(i.to_bytes(16, "big"), None) for i in ids]
     assert decisions == [sdk.should_sample(None, i, "x").decision.is_sampled() for i in ids]
     assert 400 < sum(decisions) < 800
 
@@ -158,13 +158,13 @@ def test_the_ratio_sampler_picks_the_trace_ids_the_sdks_picks():
 def test_parent_based_samplers_follow_the_callers_flag():
     sampled = parent_from(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     unsampled = parent_from(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
-    default = Sampler.from_environ({})
-    assert default.sampled(1, None) and default.sampled(1, sampled)
-    assert not default.sampled(1, unsampled)
+    default, own = Sampler.from_environ({}), bytes(15) + b"\x01"  # a trace id of 1
+    assert default.sampled(own, None) and default.sampled(own, sampled)
+    assert not default.sampled(own, unsampled)
     off = Sampler.from_environ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"})
-    assert not off.sampled(1, None) and off.sampled(1, sampled)
+    assert not off.sampled(own, None) and off.sampled(own, sampled)
     always_on = Sampler.from_environ({"OTEL_TRACES_SAMPLER": "always_on"})
-    assert always_on.sampled(1, unsampled)  # not parent-based: the caller's flag is ignored
+    assert always_on.sampled(own, unsampled)  # not parent-based: the caller's flag is ignored
 
 
 def test_unknown_sampler_settings_fall_back_to_the_default(caplog):

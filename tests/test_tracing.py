@@ -115,6 +115,23 @@ def test_a_trace_the_caller_did_not_sample_is_passed_on_unrecorded(
     assert not [s for s in collector.spans if s.trace_id == unsampled]
 
 
+def test_a_new_trace_is_sent_upstream_as_the_request_spans_child(
+    collector: Collector, tmp_path: Path, upstream: Upstream
+):
+    with _traced_runner(collector, tmp_path, upstream) as (_, url):
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 200
+        version, trace_id, span_id, flags = upstream.last.headers["traceparent"].split("-")
+        spans = _tree(collector, trace_id, 3)
+    assert (version, flags) == ("00", "01") and len(trace_id) == 32 and len(span_id) == 16
+    [server] = [s for s in spans if s.kind == "server"]
+    assert server.span_id == span_id and server.parent_id == ""
+    assert int(trace_id, 16) and int(span_id, 16)  # W3C forbids all-zero ids
+
+
 def test_a_handler_call_and_the_handlers_own_span(
     collector: Collector, tmp_path: Path, upstream: Upstream
 ):

@@ -42,7 +42,8 @@ class HandlerSpans:
         parent = trace.set_span_in_context(
             trace.NonRecordingSpan(
                 trace.SpanContext(
-                    request.trace_id, request.span_id, is_remote=False,
+                    int.from_bytes(request.ids[:16], "big"),
+                    int.from_bytes(request.ids[16:], "big"), is_remote=False,
                     trace_flags=trace.TraceFlags(1 if request.sampled else 0),
                 )
             )

@@ -52,6 +52,8 @@ _ADMITTED = otlp.SpanLayout(
     "admission", otlp.INTERNAL, otlp.encode_attributes({"runner.admitted": True})
 )
 _REFUSED = otlp.encode_attributes({"runner.admitted": False})
+_NO_SPAN = bytes(8)
+_getrandbits = random.getrandbits  # ids on every traced call: not worth a lookup each
 _OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings",
                "rerank": "rerank"}  # fmt: skip
 
@@ -91,17 +93,24 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
 
 class RequestTrace:
     """One request's place in its trace: the ids it was given, and the child spans that
-    ended so far, queued with the request's own when it ends and encoded when sent."""
+    ended so far, queued with the request's own when it ends and encoded when sent.
 
-    __slots__ = ("children", "parent_id", "sampled", "span_id", "start_ns", "trace_id",
-                 "trace_state")  # fmt: skip
+    ``ids`` is the trace id (16 bytes) then the request span's id (8), as OTLP and,
+    in hex, ``traceparent`` write them."""
+
+    __slots__ = ("children", "ids", "parent_id", "sampled", "start_ns", "trace_state")
 
     def __init__(self, parent: Parent | None) -> None:
-        self.trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
-        self.span_id = random.getrandbits(64) or 1
-        self.parent_id = parent.span_id if parent is not None else 0
-        self.trace_state = parent.trace_state if parent is not None else ""
-        self.sampled = _sampler is not None and _sampler.sampled(self.trace_id, parent)
+        if parent is None:
+            ids = _getrandbits(192).to_bytes(24, "big")
+            while ids.count(0) >= 8:  # else neither id can be all zeros, which W3C forbids
+                ids = _getrandbits(192).to_bytes(24, "big")
+            self.parent_id, self.trace_state = b"", ""
+        else:
+            ids = parent.trace_id + _span_id()
+            self.parent_id, self.trace_state = parent.span_id, parent.trace_state
+        self.ids = ids
+        self.sampled = _sampler is not None and _sampler.sampled(ids[:16], parent)
         self.start_ns = time.time_ns()
         self.children: list[tuple[otlp.SpanLayout, int, int]] = []
 
@@ -123,6 +132,14 @@ def open_request(headers: Sequence[tuple[bytes, bytes]]) -> RequestTrace | None:
             parent = parent_from(value, state)
             break
     return RequestTrace(parent)
+
+
+def _span_id() -> bytes:
+    """A new span id: 8 random bytes, not all zero."""
+    span_id = _getrandbits(64).to_bytes(8, "big")
+    while span_id == _NO_SPAN:
+        span_id = _getrandbits(64).to_bytes(8, "big")
+    return span_id
 
 
 def export(record: Any) -> None:
@@ -147,11 +164,10 @@ def _layout(name: str, kind: int, attributes: bytes, error: str | None) -> otlp.
 
 def _encoded(trace: RequestTrace, record: Any) -> bytes:
     """The request's span, from what its record says, and its children, as OTLP."""
-    trace_id, span_id = trace.trace_id.to_bytes(16, "big"), trace.span_id.to_bytes(8, "big")
+    trace_id, span_id = trace.ids[:16], trace.ids[16:]
     as_parent = otlp.context_fields(span_id)
     spans = [
-        layout(trace_id, random.getrandbits(64).to_bytes(8, "big"), as_parent, start, end)
-        for layout, start, end in trace.children
+        layout(trace_id, _span_id(), as_parent, start, end) for layout, start, end in trace.children
     ]
     route = record.route or bounded_route(record.path)
     shape = (
@@ -174,8 +190,7 @@ def _encoded(trace: RequestTrace, record: Any) -> bytes:
     ended = record.ended if record.ended is not None else time.perf_counter()
     context = b""
     if trace.parent_id or trace.trace_state:
-        parent = trace.parent_id.to_bytes(8, "big") if trace.parent_id else b""
-        context = otlp.context_fields(parent, trace.trace_state)
+        context = otlp.context_fields(trace.parent_id, trace.trace_state)
     spans.append(layout(
         trace_id, span_id, context, trace.start_ns,
         trace.start_ns + int((ended - record.started) * 1e9), unbounded,
@@ -284,7 +299,7 @@ async def traced_attempt(
 
 def inject(trace: RequestTrace, headers: dict[str, str]) -> None:
     """The request span's ``traceparent`` (and ``tracestate``) into ``headers``."""
-    headers["traceparent"] = traceparent(trace.trace_id, trace.span_id, trace.sampled)
+    headers["traceparent"] = traceparent(trace.ids, trace.sampled)
     if trace.trace_state:
         headers["tracestate"] = trace.trace_state
 
