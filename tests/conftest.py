@@ -24,10 +24,13 @@ def _own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _unfrozen_heap() -> Iterator[None]:
-    """A started runner freezes the objects alive (:mod:`runner.heap`); in this process
-    those are the tests' too, so each test hands them back to the collector."""
+    """A started runner freezes the objects alive and collects young ones less often
+    (:mod:`runner.heap`); in this process those are the tests' too, so each test hands
+    them back to the collector as it was."""
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @pytest.fixture(scope="session")

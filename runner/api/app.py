@@ -70,6 +70,7 @@ def create_app(
             await service.start()
             log.info("serving %d integrations", len(registry))
             heap.freeze_long_lived()
+            heap.collect_young_less_often()
             tracing.start_export()
             tasks.append(asyncio.create_task(service.follow(settings.sync_seconds)))
             if settings.custom_llms_enabled:
