@@ -41,6 +41,8 @@ _int_fields: dict[tuple[str, int], bytes] = {}
 def _varint(value: int) -> bytes:
     if value < 0x80:
         return _ONE_BYTE[value]
+    if value < 0x4000:  # two bytes: the length of most spans, written for every span
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
