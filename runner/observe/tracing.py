@@ -9,8 +9,8 @@ attempt, the wait for limits, an OAuth2 token fetch) without the OpenTelemetry
 SDK: a request's trace is a :class:`RequestTrace` on its record, noting its
 child spans as they end. Finished records reach :func:`export` in the batches
 of the app's :class:`~runner.observe.recorder.Recorder`, which writes their
-spans as OTLP bytes (:mod:`runner.observe.otlp`) many at a time, a fraction of
-the cost of writing each between requests, and queues the bytes in
+spans as OTLP bytes (:mod:`runner.observe.request_spans`) many at a time, a
+fraction of the cost of writing each between requests, and queues the bytes in
 :mod:`runner.observe.trace_export`. The SDK would cost about 95 µs of CPU per
 call and a thread fighting the event loop for the GIL. The SDK is still set up
 as the process's tracer provider, for custom handlers: a handler's
@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from runner.observe import handler_spans, otlp
-from runner.observe.records import bounded_route, current
+from runner.observe import handler_spans, otlp, request_spans
+from runner.observe.records import current
 from runner.observe.trace_context import Parent, Sampler, parent_from, traceparent
 from runner.observe.trace_export import ExportSettings, SpanExporter
 
@@ -42,9 +42,8 @@ exporter: SpanExporter | None = None
 """The queue every span goes to, once :func:`configure` has turned traces on."""
 _sampler: Sampler | None = None
 _sdk: handler_spans.HandlerSpans | None = None
-# Spans by kind (a route, alias and status; an attempt's number and error), laid out
-# once with their bounded attributes: writing one is then a lookup and a join.
-_request_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
+# Child spans by kind (an attempt's number and error; admission, limits), laid out once
+# with their bounded attributes: writing one is then a lookup and a join.
 _attempt_layouts: dict[Any, otlp.SpanLayout] = {}
 _child_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
 _LAYOUTS_KEPT = 4096
@@ -52,10 +51,7 @@ _ADMITTED = otlp.SpanLayout(
     "admission", otlp.INTERNAL, otlp.encode_attributes({"runner.admitted": True})
 )
 _REFUSED = otlp.encode_attributes({"runner.admitted": False})
-_NO_SPAN = bytes(8)
 _getrandbits = random.getrandbits  # ids on every traced call: not worth a lookup each
-_OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings",
-               "rerank": "rerank"}  # fmt: skip
 
 
 def wanted(environ: Mapping[str, str] = os.environ) -> bool:
@@ -107,7 +103,7 @@ class RequestTrace:
                 ids = _getrandbits(192).to_bytes(24, "big")
             self.parent_id, self.trace_state = b"", ""
         else:
-            ids = parent.trace_id + _span_id()
+            ids = parent.trace_id + request_spans.new_span_id()
             self.parent_id, self.trace_state = parent.span_id, parent.trace_state
         self.ids = ids
         self.sampled = _sampler is not None and _sampler.sampled(ids[:16], parent)
@@ -134,21 +130,13 @@ def open_request(headers: Sequence[tuple[bytes, bytes]]) -> RequestTrace | None:
     return RequestTrace(parent)
 
 
-def _span_id() -> bytes:
-    """A new span id: 8 random bytes, not all zero."""
-    span_id = _getrandbits(64).to_bytes(8, "big")
-    while span_id == _NO_SPAN:
-        span_id = _getrandbits(64).to_bytes(8, "big")
-    return span_id
-
-
 def export(record: Any) -> None:
     """Queue a finished request's spans, if it was traced: a consumer of the app's
     :class:`~runner.observe.recorder.Recorder`, so that requests are encoded many at a
     time, which costs a fraction of encoding each as it ends."""
     trace = record.trace
     if trace is not None and trace.sampled and exporter is not None:
-        exporter.add_framed(SCOPE, 1 + len(trace.children), _encoded(trace, record))
+        exporter.add_framed(SCOPE, 1 + len(trace.children), request_spans.encoded(trace, record))
 
 
 def _layout(name: str, kind: int, attributes: bytes, error: str | None) -> otlp.SpanLayout:
@@ -160,72 +148,6 @@ def _layout(name: str, kind: int, attributes: bytes, error: str | None) -> otlp.
         if len(_child_layouts) < _LAYOUTS_KEPT:
             _child_layouts[key] = layout
     return layout
-
-
-def _encoded(trace: RequestTrace, record: Any) -> bytes:
-    """The request's span, from what its record says, and its children, as OTLP."""
-    trace_id, span_id = trace.ids[:16], trace.ids[16:]
-    as_parent = otlp.context_fields(span_id)
-    spans = [
-        layout(trace_id, _span_id(), as_parent, start, end) for layout, start, end in trace.children
-    ]
-    route = record.route or bounded_route(record.path)
-    shape = (
-        record.method, route, record.path == route, record.status, record.alias,
-        record.integration, record.backend, record.error_type, record.error_code,
-        len(record.attempts), record.operation, record.system, record.upstream_model,
-    )  # fmt: skip
-    layout = _request_layouts.get(shape)
-    if layout is None:
-        layout = _request_layout(*shape)
-        if len(_request_layouts) < _LAYOUTS_KEPT:
-            _request_layouts[shape] = layout
-    unbounded = otlp.text_attribute("runner.request_id", record.request_id)
-    if record.path != route:  # else it is among the layout's attributes
-        unbounded += otlp.text_attribute("url.path", record.path)
-    if record.tokens_in is not None:
-        unbounded += otlp.int_attribute("gen_ai.usage.input_tokens", record.tokens_in)
-    if record.tokens_out is not None:
-        unbounded += otlp.int_attribute("gen_ai.usage.output_tokens", record.tokens_out)
-    ended = record.ended if record.ended is not None else time.perf_counter()
-    context = b""
-    if trace.parent_id or trace.trace_state:
-        context = otlp.context_fields(trace.parent_id, trace.trace_state)
-    spans.append(layout(
-        trace_id, span_id, context, trace.start_ns,
-        trace.start_ns + int((ended - record.started) * 1e9), unbounded,
-    ))  # fmt: skip
-    return b"".join(spans)
-
-
-def _request_layout(
-    method: str, route: str, path_is_route: bool, status: int, alias: str | None,
-    integration: str | None, backend: str | None, error_type: str | None,
-    error_code: str | None, attempts: int, operation: str | None, system: str | None,
-    upstream_model: str | None,
-) -> otlp.SpanLayout:  # fmt: skip
-    """A request span's layout: its name, its attributes with bounded values (GenAI
-    semantic conventions, and the runner's own under ``runner.``), its error status."""
-    found = {
-        "http.request.method": method,
-        "http.route": route,
-        "url.path": route if path_is_route else None,
-        "http.response.status_code": status,
-        "runner.alias": alias,
-        "runner.integration": integration,
-        "runner.backend": backend,
-        "runner.error.category": error_type,
-        "runner.error.code": error_code,
-        "runner.attempts": attempts or None,
-        "gen_ai.operation.name": _OPERATIONS.get(operation or ""),
-        "gen_ai.system": system,
-        "gen_ai.request.model": alias,
-        "gen_ai.response.model": upstream_model,
-    }
-    encoded = otlp.encode_attributes({k: v for k, v in found.items() if v is not None})
-    failed = error_type is not None or status >= 500
-    error = (error_code or str(status)) if failed else None
-    return otlp.SpanLayout(f"{method} {route}", otlp.SERVER, encoded, error)
 
 
 def attempted(trace: RequestTrace, seconds: float, number: int, failure: Any = None) -> None:
