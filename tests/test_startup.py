@@ -155,7 +155,8 @@ def test_a_started_runner_keeps_what_it_holds_out_of_full_collections(tmp_path: 
     config.mkdir()
     alive: list[object] = []  # a container: the collector tracks it
     assert not _frozen(alive)
-    assert gc.get_threshold()[0] < heap.YOUNG_THRESHOLD
+    gc.set_threshold(700, *gc.get_threshold()[1:])  # Python's default; a runner started
+    # by an earlier fixture of this process may have raised it (the fixture restores it)
     with start_runner(config) as runner:
         assert runner.http.get("/health").status_code == 200
         assert _frozen(alive)
