@@ -6,8 +6,9 @@ info as JSON into a file (as a log shipper would read it), counts it for
 ``/metrics``, and exports its spans over OTLP/HTTP to the loopback upstream.
 The share of all off's throughput is measured with each runner and "off" loaded
 at once on one CPU (:mod:`bench.side_by_side`): the median over its passes of
-each pass's ratio (:func:`bench.measure.paired_share`). Where processes cannot be pinned, it
-falls back to the alternating passes each runner is also measured alone in.
+each pass's ratio (:func:`bench.measure.paired_share`). Where processes cannot
+be pinned, it falls back to the alternating passes each runner is also measured
+alone in.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ its neighbours, about 8% of the runner's throughput at 32 connections (measured
 side by side with the bench's pinned pairs), and more with the metrics, access
 lines and traces waiting for their batch. At 50,000 a pass comes when cyclic
 garbage has gathered rather than every few requests: the plain path serves 9%
-more requests per second, observability on keeps 3 points more of it. A pass then
+more requests per second. A pass then
 walks at most some 50,000 young objects, a few milliseconds every few seconds
 under load; the garbage waiting for it is a few megabytes at most.
 """

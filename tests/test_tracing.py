@@ -57,16 +57,23 @@ def _tree(collector: Collector, trace_id: str, count: int) -> list[Span]:
     return [s for s in collector.spans if s.trace_id == trace_id]
 
 
+def _chat(
+    url: str, model: str = "M", parent: str | None = None, stream: bool = False
+) -> httpx.Response:
+    """A one-message chat call to the runner, with ``parent`` as its ``traceparent``."""
+    return httpx.post(
+        f"{url}/v1/chat/completions",
+        headers={"traceparent": parent} if parent else {},
+        json={"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]},
+    )
+
+
 def test_a_retried_stream_is_one_trace_continuing_the_callers(
     collector: Collector, tmp_path: Path, upstream: Upstream
 ):
     upstream.failures["m"] = [503]
     with _traced_runner(collector, tmp_path, upstream) as (_, url):
-        response = httpx.post(
-            f"{url}/v1/chat/completions",
-            headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
-            json={"model": "M", "stream": True, "messages": [{"role": "user", "content": "x"}]},
-        )
+        response = _chat(url, parent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", stream=True)
         assert response.status_code == 200 and "[DONE]" in response.text
         spans = _tree(collector, CALLER_TRACE, 5)
     [server] = [s for s in spans if s.kind == "server"]
@@ -103,11 +110,7 @@ def test_a_trace_the_caller_did_not_sample_is_passed_on_unrecorded(
     unsampled, sampled = "1" * 32, "2" * 32
     with _traced_runner(collector, tmp_path, upstream) as (_, url):
         for trace_id, flags in ((unsampled, "00"), (sampled, "01")):
-            response = httpx.post(
-                f"{url}/v1/chat/completions",
-                headers={"traceparent": f"00-{trace_id}-{CALLER_SPAN}-{flags}"},
-                json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
-            )
+            response = _chat(url, parent=f"00-{trace_id}-{CALLER_SPAN}-{flags}")
             assert response.status_code == 200
             assert upstream.last.headers["traceparent"].startswith(f"00-{trace_id}-")
             assert upstream.last.headers["traceparent"].endswith(f"-{flags}")
@@ -119,10 +122,7 @@ def test_a_new_trace_is_sent_upstream_as_the_request_spans_child(
     collector: Collector, tmp_path: Path, upstream: Upstream
 ):
     with _traced_runner(collector, tmp_path, upstream) as (_, url):
-        response = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
-        )
+        response = _chat(url)
         assert response.status_code == 200
         version, trace_id, span_id, flags = upstream.last.headers["traceparent"].split("-")
         spans = _tree(collector, trace_id, 3)
@@ -136,10 +136,7 @@ def test_a_handler_call_and_the_handlers_own_span(
     collector: Collector, tmp_path: Path, upstream: Upstream
 ):
     with _traced_runner(collector, tmp_path, upstream) as (_, url):
-        response = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "Handled", "messages": [{"role": "user", "content": "x"}]},
-        )
+        response = _chat(url, "Handled")
         assert response.status_code == 200
         poll(lambda: any(s.name == "handler work" for s in collector.spans), 20, "handler span")
         own = next(s for s in collector.spans if s.name == "handler work")
@@ -161,11 +158,7 @@ def test_a_refused_request_is_a_trace_whose_admission_failed(
 ):
     other_trace = CALLER_TRACE[::-1]
     with _traced_runner(collector, tmp_path, upstream, RUNNER_API_KEYS="sk-caller") as (_, url):
-        response = httpx.post(
-            f"{url}/v1/chat/completions",
-            headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
-            json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
-        )
+        response = _chat(url, parent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-01")
         assert response.status_code == 401
         unrouted = httpx.post(
             f"{url}/v1/no/such/route", headers={"traceparent": f"00-{other_trace}-{CALLER_SPAN}-01"}
@@ -188,10 +181,7 @@ def test_an_unreachable_collector_costs_callers_nothing(tmp_path: Path, upstream
     dead = Collector(url="http://127.0.0.1:9")
     with _traced_runner(dead, tmp_path, upstream) as (process, url):
         for _ in range(3):
-            response = httpx.post(
-                f"{url}/v1/chat/completions",
-                json={"model": "M", "messages": [{"role": "user", "content": "x"}]},
-            )
+            response = _chat(url)
             assert response.status_code == 200
         process.terminate()
         _, stderr = process.communicate(timeout=30)

@@ -9,27 +9,17 @@ children were laid out as they ended (:mod:`runner.observe.tracing`).
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
 from runner.observe import otlp
 from runner.observe.records import bounded_route
+from runner.observe.trace_context import new_span_id
 
 _request_layouts: dict[tuple[Any, ...], otlp.SpanLayout] = {}
 _LAYOUTS_KEPT = 4096
-_NO_SPAN = bytes(8)
-_getrandbits = random.getrandbits
 _OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings",
                "rerank": "rerank"}  # fmt: skip
-
-
-def new_span_id() -> bytes:
-    """A new span id: 8 random bytes, not all zero."""
-    span_id = _getrandbits(64).to_bytes(8, "big")
-    while span_id == _NO_SPAN:
-        span_id = _getrandbits(64).to_bytes(8, "big")
-    return span_id
 
 
 def encoded(trace: Any, record: Any) -> bytes:

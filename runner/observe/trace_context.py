@@ -1,4 +1,4 @@
-"""W3C Trace Context in and out, and which traces are recorded (the sampler).
+"""W3C Trace Context in and out (new ids too), and which traces are recorded (the sampler).
 
 Both follow what the OpenTelemetry SDK does with the same settings, so that a
 trace a caller started is continued as their SDK would, and a ratio samples
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _TRACESTATE = re.compile(r"[ -~]{1,512}")
 _ALL_SAMPLED = 1 << 64
+_NO_SPAN = bytes(8)
+_getrandbits = random.getrandbits  # ids on every traced call: not worth a lookup each
 
 
 class Parent(NamedTuple):
@@ -41,12 +44,28 @@ def parent_from(traceparent: bytes, tracestate: bytes = b"") -> Parent | None:
     version, trace_hex, span_hex, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest):
         return None
-    if not int(trace_hex, 16) or not int(span_hex, 16):
-        return None
     trace_id, span_id = bytes.fromhex(trace_hex), bytes.fromhex(span_hex)
+    if not any(trace_id) or not any(span_id):
+        return None
     state = tracestate.decode("latin-1").strip()
     state = state if _TRACESTATE.fullmatch(state) else ""
     return Parent(trace_id, span_id, bool(int(flags, 16) & 1), state)
+
+
+def new_ids() -> bytes:
+    """A new trace's id and its first span's: 24 random bytes, neither id all zeros."""
+    ids = _getrandbits(192).to_bytes(24, "big")
+    while ids.count(0) >= 8:  # else neither id can be all zeros, which W3C forbids
+        ids = _getrandbits(192).to_bytes(24, "big")
+    return ids
+
+
+def new_span_id() -> bytes:
+    """A new span id: 8 random bytes, not all zero."""
+    span_id = _getrandbits(64).to_bytes(8, "big")
+    while span_id == _NO_SPAN:
+        span_id = _getrandbits(64).to_bytes(8, "big")
+    return span_id
 
 
 def traceparent(ids: bytes, sampled: bool) -> str:

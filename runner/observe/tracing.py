@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,7 +32,14 @@ from typing import Any
 
 from runner.observe import handler_spans, otlp, request_spans
 from runner.observe.records import current
-from runner.observe.trace_context import Parent, Sampler, parent_from, traceparent
+from runner.observe.trace_context import (
+    Parent,
+    Sampler,
+    new_ids,
+    new_span_id,
+    parent_from,
+    traceparent,
+)
 from runner.observe.trace_export import ExportSettings, SpanExporter
 
 log = logging.getLogger(__name__)
@@ -51,7 +57,6 @@ _ADMITTED = otlp.SpanLayout(
     "admission", otlp.INTERNAL, otlp.encode_attributes({"runner.admitted": True})
 )
 _REFUSED = otlp.encode_attributes({"runner.admitted": False})
-_getrandbits = random.getrandbits  # ids on every traced call: not worth a lookup each
 
 
 def wanted(environ: Mapping[str, str] = os.environ) -> bool:
@@ -98,12 +103,10 @@ class RequestTrace:
 
     def __init__(self, parent: Parent | None) -> None:
         if parent is None:
-            ids = _getrandbits(192).to_bytes(24, "big")
-            while ids.count(0) >= 8:  # else neither id can be all zeros, which W3C forbids
-                ids = _getrandbits(192).to_bytes(24, "big")
+            ids = new_ids()
             self.parent_id, self.trace_state = b"", ""
         else:
-            ids = parent.trace_id + request_spans.new_span_id()
+            ids = parent.trace_id + new_span_id()
             self.parent_id, self.trace_state = parent.span_id, parent.trace_state
         self.ids = ids
         self.sampled = _sampler is not None and _sampler.sampled(ids[:16], parent)
